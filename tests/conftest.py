@@ -1,0 +1,49 @@
+"""Shared fixtures. Tests that need ../shared/data or a system tool skip with what to install,
+except in strict mode (KWS_STRICT=1, set by .ci/run), where anything missing fails."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STRICT = os.environ.get("KWS_STRICT") == "1"
+
+
+def missing(what: str) -> None:
+    """Fail in strict mode, else skip, naming what is missing and how to get it."""
+    if STRICT:
+        pytest.fail(f"strict mode (KWS_STRICT=1): {what}")
+    pytest.skip(what)
+
+
+def require_tool(name: str, debian_package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        missing(f"{name} not found: apt-get install {debian_package}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = Path(os.environ.get("KWS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not (path / "speech_commands_v0.02_mini").is_dir():
+        missing(f"real audio not found at {path}: set KWS_SHARED_DATA to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mini_set(shared_data) -> Path:
+    return shared_data / "speech_commands_v0.02_mini"
+
+
+def run_module(module: str, *args, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run `python -m module args` as a user would, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+    )
