@@ -10,11 +10,14 @@ DATA_DIR ?=# empty: $$KWS_DATA_DIR, else download Speech Commands into data/
 PRESET ?= wakeword
 KEYWORDS ?=
 ARCH ?= dscnn
-RUN ?= build/$(PRESET)-$(ARCH)
+RUN ?=# empty: training makes a new build/PRESET-ARCH-TIME; evaluate uses build/latest
 TRAIN_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: venv train evaluate test clean
+# kissfft's C sources, pinned by SHA-256 (Debian's source package), for the Cortex-M4F builds.
+KISSFFT_SRC := build/kissfft/kissfft-131.1.0
+
+.PHONY: venv train evaluate test kissfft clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +28,17 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 train: venv
-	$(PY) -m training.train --preset $(PRESET) --arch $(ARCH) --out $(RUN) \
+	$(PY) -m training.train --preset $(PRESET) --arch $(ARCH) $(if $(RUN),--out $(RUN)) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(KEYWORDS),--keywords $(KEYWORDS)) $(TRAIN_ARGS)
 
 evaluate: venv
-	$(PY) -m training.evaluate --model $(RUN)/model_int8.tflite \
+	$(PY) -m training.evaluate --model $(or $(RUN),build/latest)/model_int8.tflite \
 		$(if $(TEST_SET),--test-set $(TEST_SET),--data-dir $(or $(DATA_DIR),$(KWS_DATA_DIR),data/speech_commands_v0.02))
+
+$(KISSFFT_SRC)/kiss_fftr.c:
+	$(PYTHON) firmware/lib/kws_core/tools/fetch_kissfft.py --dest build/kissfft
+
+kissfft: $(KISSFFT_SRC)/kiss_fftr.c
 
 test: venv
 	$(PY) -m pytest $(TEST_ARGS)

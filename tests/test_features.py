@@ -89,3 +89,18 @@ def test_quantize_rounds_half_up_and_saturates():
     x = np.array([0.25, -0.25, 0.74, 1000.0, -1000.0], np.float32)
     np.testing.assert_array_equal(quantize(x, 0.5, -3), [-2, -3, -2, 127, -128])
     assert quantize(x, 0.5, -3).dtype == np.int8
+
+
+def test_parallel_and_cached_features_equal_the_plain_ones(clips, tmp_path, monkeypatch):
+    from training import features
+
+    monkeypatch.setattr(features, "PARALLEL_MIN_CLIPS", 2)  # use the worker pool on a small batch
+    batch = np.repeat(clips, 8, axis=0)
+    np.testing.assert_array_equal(features.cached_mfcc(batch, CFG, tmp_path), mfcc(batch))
+    assert len(list(tmp_path.glob("mfcc-*.npy"))) == 1
+
+    def must_not_recompute(*_):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(features, "mfcc_parallel", must_not_recompute)
+    np.testing.assert_array_equal(features.cached_mfcc(batch, CFG, tmp_path), mfcc(batch))

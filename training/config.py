@@ -87,7 +87,7 @@ class DetectionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 60
+    epochs: int = 120
     batch_size: int = 100
     learning_rate: float = 3e-3
     seed: int = 1

@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", default="wakeword", choices=PRESETS)
     p.add_argument("--keywords", nargs="+", help="wakeword preset: the keyword(s) (default: marvin)")
     p.add_argument("--arch", default="dscnn", choices=sorted(ARCHITECTURES))
-    p.add_argument("--out", type=Path, help="run folder (default: build/PRESET-ARCH)")
+    p.add_argument("--out", type=Path, help="run folder (default: a new build/PRESET-ARCH-TIME; build/latest links to it)")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         seed=args.seed, silence_share=args.silence_share, unknown_share=args.unknown_share,
     )
-    run_dir = args.out or REPO_ROOT / "build" / f"{args.preset}-{args.arch}"
+    run_dir = args.out or REPO_ROOT / "build" / f"{args.preset}-{args.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     feature_cache = args.cache_dir / "features"
     try:  # every check on the user's data happens here, before TensorFlow starts
         labels = labels_for(args.preset, args.keywords)
@@ -211,6 +211,11 @@ def main(argv=None) -> int:
         "total_seconds": time.monotonic() - started,
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    if not args.no_export:  # build/latest: the run whose model the firmware now holds
+        latest = REPO_ROOT / "build" / "latest"
+        latest.parent.mkdir(exist_ok=True)
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(run_dir.resolve())
     summarize(report, run_dir)
     if not test["tflm_equals_litert"]["identical"] or not strip_safe:
         print("error: TFLM outputs differ from LiteRT's reference kernels or from the unstripped model", file=sys.stderr)

@@ -1,0 +1,14 @@
+// Status codes of the portable core. The serial protocol's ERR record reports them as `code=`
+// (firmware/PROTOCOL.md), so values are stable: append new codes, never renumber.
+#ifndef KWS_STATUS_H
+#define KWS_STATUS_H
+
+typedef enum {
+    KWS_OK = 0,
+    KWS_ERR_INVALID_ARGUMENT = 1,    // a NULL pointer, a bad size or an out-of-range setting
+    KWS_ERR_FFT_INIT = 2,            // kissfft could not be set up in the static state buffer
+    KWS_ERR_TIME_WENT_BACKWARDS = 3, // the recognizer got a result older than the previous one
+    KWS_ERR_BUFFER_TOO_SMALL = 4     // a protocol line did not fit the caller's buffer
+} kws_status;
+
+#endif
