@@ -13,16 +13,18 @@ ARCH ?= dscnn
 RUN ?=# empty: training makes a new build/PRESET-ARCH-TIME; evaluate uses build/latest
 TRAIN_ARGS ?=
 TEST_ARGS ?=
+CLIPS ?=# make firmware-check: a folder of WAV/FLAC/Ogg clips
+PIO := $(VENV)/bin/pio
 
 # kissfft's C sources, pinned by SHA-256 (Debian's source package), for the Cortex-M4F builds.
 KISSFFT_SRC := build/kissfft/kissfft-131.1.0
 
-.PHONY: venv train evaluate test kissfft clean
+.PHONY: venv train evaluate test kissfft clean firmware flash monitor firmware-check firmware-benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,firmware]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -35,10 +37,30 @@ evaluate: venv
 	$(PY) -m training.evaluate --model $(or $(RUN),build/latest)/model_int8.tflite \
 		$(if $(TEST_SET),--test-set $(TEST_SET),--data-dir $(or $(DATA_DIR),$(KWS_DATA_DIR),data/speech_commands_v0.02))
 
-$(KISSFFT_SRC)/kiss_fftr.c:
+# The fetch script also writes the library.json with which the board build links the same tree.
+$(KISSFFT_SRC)/library.json: firmware/lib/kws_core/tools/fetch_kissfft.py
 	$(PYTHON) firmware/lib/kws_core/tools/fetch_kissfft.py --dest build/kissfft
 
-kissfft: $(KISSFFT_SRC)/kiss_fftr.c
+kissfft: $(KISSFFT_SRC)/library.json
+
+# Board targets (PlatformIO from the `firmware` extra; its first run downloads the platform).
+firmware: venv kissfft
+	$(PIO) run -d firmware
+
+flash: venv kissfft
+	$(PIO) run -d firmware -t upload
+
+monitor: venv
+	$(PIO) device monitor -d firmware
+
+# Parity of the firmware core with training on real clips, and its Cortex-M4F sizes.
+firmware-check: venv kissfft
+	$(if $(CLIPS),,$(error set CLIPS=DIR, a folder of audio clips, e.g. CLIPS=../shared/data/micro_speech_testdata))
+	$(PY) -m host_tools.firmware_check $(CLIPS)
+
+# Flash, RAM and cycle figures of the firmware (measured where possible, estimates labelled).
+firmware-benchmark: venv kissfft
+	$(PY) -m host_tools.footprint
 
 test: venv
 	$(PY) -m pytest $(TEST_ARGS)

@@ -3,12 +3,13 @@ except in strict mode (KWS_STRICT=1, set by .ci/run), where anything missing fai
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from host_tools.firmware_core import ToolMissing, find_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRICT = os.environ.get("KWS_STRICT") == "1"
@@ -22,10 +23,10 @@ def missing(what: str) -> None:
 
 
 def require_tool(name: str, debian_package: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        missing(f"{name} not found: apt-get install {debian_package}")
-    return path
+    try:
+        return find_tool(name, debian_package)
+    except ToolMissing as error:
+        missing(str(error))
 
 
 @pytest.fixture(scope="session")

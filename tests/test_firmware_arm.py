@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from firmware_build import (ARM_FLAGS, C_FLAGS, C_STANDARD, CORE_DIR, CORE_SOURCES, INCLUDES, KISSFFT_HEADERS,
-                            KISSFFT_SOURCES, SETTINGS, compile_checked, core, require_kissfft_headers,  # noqa: F401
-                            require_kissfft_sources, stream_features)
+from firmware_build import (ARM_FLAGS, C_FLAGS, CORE_DIR, INCLUDES, SETTINGS, available, compile_checked,  # noqa: F401
+                            core, stream_features)
+from host_tools import firmware_core
 from training.data import read_audio, to_int16
 from training.features import quantize
 
@@ -21,48 +21,35 @@ def arm_gcc():
 
 
 def arm_size(objects) -> dict[str, tuple[int, int, int]]:
-    size = require_tool("arm-none-eabi-size", "binutils-arm-none-eabi")
-    lines = subprocess.run([size, *map(str, objects)], capture_output=True, text=True, check=True).stdout.splitlines()
-    print("\n" + "\n".join(lines))
-    return {row.split()[-1]: tuple(map(int, row.split()[:3])) for row in lines[1:]}
+    sizes = available(firmware_core.arm_size, objects)
+    print("\n" + "\n".join(f"{name}: text={t} data={d} bss={b}" for name, (t, d, b) in sizes.items()))
+    return sizes
 
 
 def test_every_core_unit_cross_compiles_without_static_state(arm_gcc, tmp_path):
-    require_kissfft_headers()  # the headers are portable: the same 131.1.0 as the pinned sources
-    objects = []
-    for source in CORE_SOURCES:
-        objects.append(tmp_path / f"{source.stem}.o")
-        compile_checked([arm_gcc, *C_FLAGS, *ARM_FLAGS, "-Wall", "-Werror", *INCLUDES,
-                         "-I", str(KISSFFT_HEADERS), "-c", str(source), "-o", str(objects[-1])])
-    sizes = arm_size(objects)
-    assert len(sizes) == len(CORE_SOURCES)
+    sizes = arm_size(available(firmware_core.cross_compile_core, tmp_path))
+    assert len(sizes) == len(firmware_core.CORE_SOURCES)
     for name, (text, data, bss) in sizes.items():
         # Code and constants only: every bit of state lives in structs the application owns.
         assert text > 0 and data == 0 and bss == 0, name
 
 
-def compile_kissfft(arm_gcc, out_dir) -> list:
-    """The pinned kissfft sources for Cortex-M4F (third-party code: without our -Wextra -pedantic)."""
-    source_dir = require_kissfft_sources()
-    objects = [out_dir / name.replace(".c", ".o") for name in KISSFFT_SOURCES]
-    for name, obj in zip(KISSFFT_SOURCES, objects):
-        compile_checked([arm_gcc, C_STANDARD, *ARM_FLAGS, "-Wall", "-Werror", "-I", str(source_dir),
-                         "-c", str(source_dir / name), "-o", str(obj)])
-    return objects
+def compile_kissfft(out_dir) -> list:
+    return available(firmware_core.cross_compile_kissfft, out_dir)
 
 
 def test_kissfft_cross_compiles(arm_gcc, tmp_path):
-    assert all(text > 0 for text, _, _ in arm_size(compile_kissfft(arm_gcc, tmp_path)).values())
+    assert all(text > 0 for text, _, _ in arm_size(compile_kissfft(tmp_path)).values())
 
 
 def test_features_on_cortex_m4f_under_qemu_equal_the_host_build(arm_gcc, core, shared_data, tmp_path):
     """The ring buffer, feature provider and kissfft, built for Cortex-M4F and run on QEMU's mps2-an386
     (semihosting for file I/O), stream a real clip to the same features as the host build."""
     qemu = require_tool("qemu-system-arm", "qemu-system-arm")
-    kissfft = compile_kissfft(arm_gcc, tmp_path)
+    kissfft = compile_kissfft(tmp_path)
     elf = tmp_path / "stream_features.elf"
     compile_checked([arm_gcc, *C_FLAGS, *ARM_FLAGS, "--specs=rdimon.specs", "-T", str(QEMU_DIR / "mps2_an386.ld"),
-                     *INCLUDES, "-I", str(require_kissfft_sources()), *map(str, QEMU_DIR.glob("*.c")),
+                     *INCLUDES, "-I", str(available(firmware_core.require_kissfft_sources)), *map(str, QEMU_DIR.glob("*.c")),
                      *(str(CORE_DIR / "src" / name) for name in ("audio_ring_buffer.c", "feature_provider.c")),
                      *map(str, kissfft), "-lm", "-o", str(elf)])
     clips = {"yes": shared_data / "micro_speech_testdata" / "yes_1000ms.wav",

@@ -7,22 +7,36 @@
 #ifndef KWS_AUDIO_RING_BUFFER_H
 #define KWS_AUDIO_RING_BUFFER_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kws_status.h"
 
+// The C++ edge (the PDM callback) includes this header too: C++ before C++23 has no <stdatomic.h>,
+// and GCC gives std::atomic<uint_least32_t> the layout of C's atomic_uint_least32_t (both lock-free
+// 32-bit words), so both languages agree on sizeof(kws_audio_ring). The edge only passes pointers.
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<uint_least32_t> kws_atomic_u32;
+#else
+#include <stdatomic.h>
+typedef atomic_uint_least32_t kws_atomic_u32;
+#endif
+
+#ifdef __cplusplus
+extern "C" {  // the Arduino edge is C++
+#endif
+
 typedef struct {
     int16_t *samples;  // caller's storage, `capacity` samples
     uint32_t mask;     // capacity - 1 (capacity is a power of two)
     // Free-running indices: fill = write_index - read_index (mod 2^32), so all `capacity`
     // slots are usable and "full" and "empty" are never confused.
-    atomic_uint_least32_t write_index;     // written by the producer only
-    atomic_uint_least32_t read_index;      // written by the consumer only
-    atomic_uint_least32_t overruns;        // blocks dropped; written by the producer only
-    atomic_uint_least32_t dropped_samples; // samples in those blocks
+    kws_atomic_u32 write_index;      // written by the producer only
+    kws_atomic_u32 read_index;       // written by the consumer only
+    kws_atomic_u32 overruns;         // blocks dropped; written by the producer only
+    kws_atomic_u32 dropped_samples;  // samples in those blocks
 } kws_audio_ring;
 
 // `capacity` must be a power of two between 2 and 2^31.
@@ -40,5 +54,9 @@ size_t kws_audio_ring_available(kws_audio_ring *ring);
 
 uint32_t kws_audio_ring_overruns(kws_audio_ring *ring);
 uint32_t kws_audio_ring_dropped_samples(kws_audio_ring *ring);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

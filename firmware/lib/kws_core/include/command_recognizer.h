@@ -19,6 +19,10 @@
 #include "kws_settings.h"
 #include "kws_status.h"
 
+#ifdef __cplusplus
+extern "C" {  // the Arduino edge is C++
+#endif
+
 #define KWS_RECOGNIZER_CAPACITY 64
 
 typedef struct {
@@ -57,5 +61,9 @@ kws_status kws_recognizer_init(kws_recognizer *recognizer, const kws_recognizer_
 // Adds one inference's output scores (int8, quantized with KWS_OUTPUT_SCALE/ZERO_POINT).
 kws_status kws_recognizer_process(kws_recognizer *recognizer, const int8_t scores[KWS_LABEL_COUNT],
                                   uint32_t time_ms, kws_recognition *result);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

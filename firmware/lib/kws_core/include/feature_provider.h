@@ -12,6 +12,10 @@
 #include "kws_settings.h"
 #include "kws_status.h"
 
+#ifdef __cplusplus
+extern "C" {  // the Arduino edge is C++
+#endif
+
 // Bytes kiss_fftr_alloc needs for a KWS_FFT_SIZE real FFT, with margin: its state header and
 // factor table (well under 512 bytes) plus KWS_FFT_SIZE * 5/4 complex values (twiddles of the
 // half-size complex FFT, its scratch buffer and the real-FFT twiddles). Init checks the real
@@ -38,5 +42,9 @@ kws_status kws_feature_provider_init(kws_feature_provider *provider);
 size_t kws_feature_provider_consume(kws_feature_provider *provider, const int16_t *samples,
                                     size_t count, float features[KWS_MFCC_COUNT],
                                     bool *frame_ready);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

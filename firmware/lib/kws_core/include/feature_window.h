@@ -8,6 +8,10 @@
 
 #include "kws_settings.h"
 
+#ifdef __cplusplus
+extern "C" {  // the Arduino edge is C++
+#endif
+
 #define KWS_FEATURE_WINDOW_SIZE (KWS_FRAME_COUNT * KWS_MFCC_COUNT)
 
 typedef struct {
@@ -25,5 +29,9 @@ void kws_feature_window_push(kws_feature_window *window, const float features[KW
 
 // True once KWS_FRAME_COUNT frames have been pushed: before that the window is not one second.
 bool kws_feature_window_full(const kws_feature_window *window);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

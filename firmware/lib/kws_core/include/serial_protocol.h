@@ -12,6 +12,10 @@
 #include "command_recognizer.h"
 #include "kws_status.h"
 
+#ifdef __cplusplus
+extern "C" {  // the Arduino edge is C++
+#endif
+
 #define KWS_PROTOCOL_VERSION 1
 
 typedef struct {
@@ -36,5 +40,9 @@ kws_status kws_format_stats(char *buf, size_t size, const kws_stats_record *stat
 
 // `message` is free text; characters outside printable ASCII become '?'.
 kws_status kws_format_error(char *buf, size_t size, int code, const char *message, size_t *length);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

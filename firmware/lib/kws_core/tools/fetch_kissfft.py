@@ -6,13 +6,17 @@ unpacks upstream's sources and applies Debian's patch series, so the ARM build r
 FFT code as the host library. Tarballs already present with the right hash are not fetched
 again: after one run the step works offline.
 
+The board build (firmware/platformio.ini) links this same tree as a local library, so the FFT that
+QEMU checks is the FFT that is flashed; a library.json written here makes PlatformIO build it right.
+
     python firmware/lib/kws_core/tools/fetch_kissfft.py [--dest build/kissfft]
-    -> build/kissfft/kissfft-131.1.0/{kiss_fft.c,kiss_fftr.c,...}
+    -> build/kissfft/kissfft-131.1.0/{kiss_fft.c,kiss_fftr.c,library.json,...}
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -27,6 +31,18 @@ TARBALLS = {  # name -> SHA-256, from kissfft_131.1.0-4.1~deb12u1.dsc
     "kissfft_131.1.0-4.1~deb12u1.debian.tar.xz": "bf7fe2596084b0a8b7e0486d9947cfd3216c4dac37924f266524ffae1de107e9",
 }
 REPO_ROOT = Path(__file__).resolve().parents[4]
+# PlatformIO manifest: only the two units the core uses (tools/ and test/ hold programs with their
+# own main() and a libpng dependency), compiled as ISO C11 like the host and QEMU builds, which
+# rules out fused multiply-adds and so keeps the FFT's rounding the one the tests check.
+LIBRARY_JSON = {
+    "name": "kissfft",
+    "version": "131.1.0",
+    "description": "kissfft 131.1.0 with Debian's patches (bookworm 131.1.0-4.1~deb12u1), SHA-256 pinned",
+    "license": "BSD-3-Clause",
+    "frameworks": "*",
+    "platforms": "*",
+    "build": {"srcFilter": ["-<*>", "+<kiss_fft.c>", "+<kiss_fftr.c>"], "flags": ["-std=c11"]},
+}
 
 
 class FetchError(RuntimeError):
@@ -74,6 +90,7 @@ def fetch(dest: Path) -> Path:
                                 cwd=source, capture_output=True, text=True)
         if result.returncode != 0:
             raise FetchError(f"patch {patch} does not apply: {result.stdout}{result.stderr}")
+    (source / "library.json").write_text(json.dumps(LIBRARY_JSON, indent=2) + "\n")
     return source
 
 
