@@ -14,17 +14,19 @@ RUN ?=# empty: training makes a new build/PRESET-ARCH-TIME; evaluate uses build/
 TRAIN_ARGS ?=
 TEST_ARGS ?=
 CLIPS ?=# make firmware-check: a folder of WAV/FLAC/Ogg clips
+# make host-benchmark: the audio the simulator streams (real speech from the shared data by default)
+BENCH_AUDIO ?= $(or $(KWS_SHARED_DATA),../shared/data)/negatives/librispeech_ogg
 PIO := $(VENV)/bin/pio
 
 # kissfft's C sources, pinned by SHA-256 (Debian's source package), for the Cortex-M4F builds.
 KISSFFT_SRC := build/kissfft/kissfft-131.1.0
 
-.PHONY: venv train evaluate test kissfft clean firmware flash monitor firmware-check firmware-benchmark
+.PHONY: venv train evaluate test kissfft clean firmware flash monitor firmware-check firmware-benchmark host-benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,firmware]"
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),test,firmware,host]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -61,6 +63,10 @@ firmware-check: venv kissfft
 # Flash, RAM and cycle figures of the firmware (measured where possible, estimates labelled).
 firmware-benchmark: venv kissfft
 	$(PY) -m host_tools.footprint
+
+# Speed of the device simulator (host_tools/simulate.py) as a multiple of real time, on one core.
+host-benchmark: venv
+	$(PY) -m host_tools.simulate --benchmark $(BENCH_AUDIO)
 
 test: venv
 	$(PY) -m pytest $(TEST_ARGS)

@@ -42,7 +42,7 @@ INCLUDES = ["-I", str(CORE_DIR / "include"), "-I", str(GENERATED_DIR)]
 HOST_FLAGS = ["-O2", "-shared", "-fPIC"]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os"]
 
-OPAQUE_TYPES = ("kws_audio_ring", "kws_feature_provider", "kws_recognizer")
+OPAQUE_TYPES = ("kws_audio_ring", "kws_feature_provider", "kws_recognizer", "kws_pipeline")
 
 
 class FirmwareBuildError(RuntimeError):
@@ -101,6 +101,12 @@ def settings() -> dict:
 SETTINGS = settings()
 
 
+def app_setting(name: str) -> int:
+    """A numeric default of the device application's firmware/src/app_config.h."""
+    text = (FIRMWARE_DIR / "src" / "app_config.h").read_text()
+    return int(re.search(rf"#define {name} (\d+)", text).group(1))
+
+
 def exported_model() -> bytes:
     """The model the firmware is built with, read back from the generated kws_model_data.cc."""
     path = GENERATED_DIR / "kws_model_data.cc"
@@ -134,14 +140,32 @@ class FeatureWindow(ctypes.Structure):
                 ("frames", ctypes.c_uint32)]
 
 
+# kws_pipeline_platform's callbacks: invoke(context, features, scores), now_ms/now_us(context), send(context, line).
+INVOKE = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8))
+CLOCK = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)
+SEND = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+
+
+class PipelinePlatform(ctypes.Structure):
+    _fields_ = [("invoke", INVOKE), ("now_ms", CLOCK), ("now_us", CLOCK), ("send", SEND), ("context", ctypes.c_void_p)]
+
+
+class PipelineConfig(ctypes.Structure):
+    _fields_ = [("recognizer", RecognizerConfig), ("inference_every_hops", ctypes.c_uint32),
+                ("stat_period_ms", ctypes.c_uint32)]
+
+
 MIRRORS = {"kws_feature_window": FeatureWindow, "kws_recognizer_config": RecognizerConfig,
-           "kws_recognition": Recognition, "kws_stats_record": StatsRecord}
+           "kws_recognition": Recognition, "kws_stats_record": StatsRecord,
+           "kws_pipeline_platform": PipelinePlatform, "kws_pipeline_config": PipelineConfig}
 
 
 def _size_probe() -> str:
     headers = "".join(f'#include "{p.stem}.h"\n' for p in CORE_SOURCES)
     sizes = "".join(f"const size_t sizeof_{t} = sizeof({t});\n" for t in (*OPAQUE_TYPES, *MIRRORS))
-    return f"#include <stddef.h>\n{headers}{sizes}"
+    # where the pipeline's ring buffer is, for the host to write audio into it as the PDM interrupt does
+    ring = "const size_t offsetof_kws_pipeline_ring = offsetof(kws_pipeline, ring);\n"
+    return f"#include <stddef.h>\n{headers}{sizes}{ring}"
 
 
 class Core:
@@ -151,6 +175,7 @@ class Core:
         self.library = library
         self.lib = lib = ctypes.CDLL(str(library))
         self.sizes = {t: ctypes.c_size_t.in_dll(lib, f"sizeof_{t}").value for t in (*OPAQUE_TYPES, *MIRRORS)}
+        self.pipeline_ring_offset = ctypes.c_size_t.in_dll(lib, "offsetof_kws_pipeline_ring").value
         p, i16p, f32p, i8p = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int16), ctypes.POINTER(ctypes.c_float), ctypes.c_char_p
         size, u32, status = ctypes.c_size_t, ctypes.c_uint32, ctypes.c_int
         signatures = {
@@ -173,6 +198,10 @@ class Core:
             "kws_format_detection": (status, [p, size, u32, ctypes.c_int, ctypes.c_float, u32, ctypes.POINTER(size)]),
             "kws_format_stats": (status, [p, size, ctypes.POINTER(StatsRecord), ctypes.POINTER(size)]),
             "kws_format_error": (status, [p, size, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(size)]),
+            "kws_pipeline_init": (status, [p, i16p, size, ctypes.POINTER(PipelineConfig), ctypes.POINTER(PipelinePlatform),
+                                           ctypes.POINTER(ctypes.c_char_p)]),
+            "kws_pipeline_step": (ctypes.c_bool, [p]),
+            "kws_pipeline_send_error": (None, [p, ctypes.c_int, ctypes.c_char_p]),
         }
         for name, (restype, argtypes) in signatures.items():
             function = getattr(lib, name)
@@ -278,6 +307,60 @@ def core_model_input(core: Core, samples: np.ndarray) -> tuple[np.ndarray, np.nd
     if overruns:
         raise FirmwareBuildError(f"the ring buffer dropped {overruns} blocks of a clip streamed on the host")
     return frames, window_of(core, frames)
+
+
+def default_pipeline_config(core: Core) -> PipelineConfig:
+    """What main.cpp passes: the recognizer's exported defaults and app_config.h's cadence and STAT period."""
+    return PipelineConfig(core.recognizer_default_config(), app_setting("KWS_INFERENCE_EVERY_HOPS"),
+                          app_setting("KWS_STAT_PERIOD_MS"))
+
+
+class Pipeline:
+    """The core's kws_pipeline driven from Python: `write` is the PDM interrupt, `step` one pass of the
+    board's loop. The callbacks are the platform's (kws_pipeline_platform, without the context):
+    invoke(features, scores) -> bool on int8 pointers, now_ms() and now_us() -> int, send(line: bytes).
+    ctypes would print and swallow an exception raised in a callback; here it is raised again by the
+    call that ran the callback (the constructor, which sends BOOT, or `step`)."""
+
+    def __init__(self, core: Core, invoke, now_ms, now_us, send, config: PipelineConfig | None = None):
+        self.core, self.error = core, None
+        self.state = core.new("kws_pipeline")
+        self.ring = ctypes.addressof(self.state) + core.pipeline_ring_offset
+        self.storage = np.zeros(app_setting("KWS_AUDIO_RING_SAMPLES"), np.int16)
+        # kept referenced: the C side holds pointers to these thunks
+        self.platform = PipelinePlatform(INVOKE(self._guard(invoke, False)), CLOCK(self._guard(now_ms, 0)),
+                                         CLOCK(self._guard(now_us, 0)), SEND(self._guard(send, None)), None)
+        message = ctypes.c_char_p()
+        status = core.pipeline_init(self.state, int16_pointer(self.storage), len(self.storage),
+                                    ctypes.byref(config or default_pipeline_config(core)), ctypes.byref(self.platform),
+                                    ctypes.byref(message))
+        self._raise_callback_error()
+        if status != 0:
+            raise FirmwareBuildError(f"kws_pipeline_init failed (status {status}): {message.value.decode()}")
+
+    def _guard(self, function, on_error):
+        def call(_context, *args):
+            try:
+                return function(*args)
+            except BaseException as error:  # noqa: B036  (re-raised in Python by _raise_callback_error)
+                self.error = self.error or error
+                return on_error
+        return call
+
+    def _raise_callback_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def write(self, samples: np.ndarray) -> bool:
+        """One microphone block into the ring; False when it did not fit (an overrun)."""
+        return self.core.audio_ring_write(self.ring, int16_pointer(samples), len(samples))
+
+    def step(self) -> bool:
+        """One pass of the loop; True when it sent a detection."""
+        detected = self.core.pipeline_step(self.state)
+        self._raise_callback_error()
+        return detected
 
 
 # Cortex-M4F ----------------------------------------------------------------------------------------

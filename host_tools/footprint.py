@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from host_tools import firmware_core
-from host_tools.firmware_core import ARM_FLAGS, C_FLAGS, CORE_DIR, FIRMWARE_DIR, GENERATED_DIR, INCLUDES, SETTINGS
+from host_tools.firmware_core import ARM_FLAGS, C_FLAGS, CORE_DIR, FIRMWARE_DIR, GENERATED_DIR, INCLUDES, SETTINGS, app_setting
 
 CLOCK_HZ = 64_000_000
 HOP_S = SETTINGS["KWS_HOP_SAMPLES"] / SETTINGS["KWS_SAMPLE_RATE"]
@@ -52,16 +52,9 @@ def model_bytes_on_flash(out_dir: Path) -> int:
 
 # The static objects of firmware/src (main.cpp, model_runner.cpp), declared with the same settings.
 STATE_PROBE = """#include "app_config.h"
-#include "audio_ring_buffer.h"
-#include "command_recognizer.h"
-#include "feature_provider.h"
-#include "feature_window.h"
+#include "kws_pipeline.h"
 int16_t ring_storage[KWS_AUDIO_RING_SAMPLES];
-kws_audio_ring ring;
-kws_feature_provider features;
-kws_feature_window window;
-kws_recognizer recognizer;
-char line[320];
+kws_pipeline pipeline;
 int16_t pdm_block[KWS_PDM_BLOCK_SAMPLES];
 _Alignas(16) uint8_t arena[KWS_ARENA_BYTES + KWS_ARENA_MARGIN_BYTES];
 """
@@ -78,11 +71,6 @@ def static_ram(out_dir: Path) -> tuple[int, int]:
     _, data, bss = firmware_core.arm_size([obj])[obj.name]
     arena = app_setting("KWS_ARENA_MARGIN_BYTES") + SETTINGS["KWS_ARENA_BYTES"]
     return data + bss - arena, arena
-
-
-def app_setting(name: str) -> int:
-    text = (FIRMWARE_DIR / "src" / "app_config.h").read_text()
-    return int(re.search(rf"#define {name} (\d+)", text).group(1))
 
 
 def instructions_per_hop(out_dir: Path) -> dict[str, int]:
@@ -164,7 +152,7 @@ def main() -> int:
     print("MEASURED (arm-none-eabi-gcc " + " ".join(ARM_FLAGS) + "):")
     print(f"  flash: core {core_flash:,} B (incl. feature tables) + kissfft {fft_flash:,} B + model {model_flash:,} B"
           f" = {ours_flash:,} B")
-    print(f"  static RAM: ring buffer, feature provider, window, recognizer, line and PDM buffers {state_ram:,} B"
+    print(f"  static RAM: ring buffer, pipeline (features, window, recognizer, line) and PDM buffer {state_ram:,} B"
           f" + tensor arena {arena:,} B (KWS_ARENA_BYTES {SETTINGS['KWS_ARENA_BYTES']:,} + margin) = {ours_ram:,} B")
     print(f"  instructions per 20 ms hop (QEMU -icount, Cortex-M4F build): ring buffer {hop['ring']:,}, "
           f"feature frame {hop['frame']:,} (of which FFT {hop['fft']:,}; window, mel, log, DCT the rest), "

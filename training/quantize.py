@@ -5,8 +5,6 @@ import contextlib
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter

@@ -211,7 +211,8 @@ def main(argv=None) -> int:
         "total_seconds": time.monotonic() - started,
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    if not args.no_export:  # build/latest: the run whose model the firmware now holds
+    if exported and args.firmware_dir.resolve() == (REPO_ROOT / "firmware").resolve():
+        # build/latest: the run whose model this repository's firmware now holds
         latest = REPO_ROOT / "build" / "latest"
         latest.parent.mkdir(exist_ok=True)
         latest.unlink(missing_ok=True)
