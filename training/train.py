@@ -57,6 +57,108 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def fit(arch, labels, splits, noises, cfg: FeatureConfig, train_cfg: TrainConfig, run_dir: Path, feature_cache: Path):
+    """Train on freshly augmented audio each epoch; keep the best-validation checkpoint in RUN/model_float.keras."""
+    import keras  # imported late: argument and data errors should not wait for TensorFlow
+
+    from training.model import build_model
+
+    keras.utils.set_random_seed(train_cfg.seed)
+    train = splits["training"]
+    val_x = cached_mfcc(to_float(splits["validation"].audio), cfg, feature_cache)[..., np.newaxis]
+
+    class AugmentedEpochs(keras.utils.PyDataset):
+        """Training batches whose augmentation is drawn afresh each epoch from (seed, epoch)."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self._draw()
+
+        def _draw(self):
+            rng = np.random.default_rng([train_cfg.seed, self.epoch])
+            audio = augment(train.audio, noises, train_cfg.augment, rng)
+            self.features = mfcc_parallel(audio, cfg)[..., np.newaxis]
+            self.order = rng.permutation(len(audio))
+
+        def __len__(self):
+            return math.ceil(len(self.order) / train_cfg.batch_size)
+
+        def __getitem__(self, i):
+            batch = self.order[i * train_cfg.batch_size : (i + 1) * train_cfg.batch_size]
+            return self.features[batch], train.labels[batch]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._draw()
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.monotonic() - self.start)
+
+    batches = AugmentedEpochs()
+    model = build_model(arch, len(labels), cfg)
+    schedule = keras.optimizers.schedules.CosineDecay(train_cfg.learning_rate, train_cfg.epochs * len(batches), alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.summary(print_fn=lambda line, **_: print(line))
+    timer = EpochTimer()
+    history = model.fit(
+        batches, epochs=train_cfg.epochs, validation_data=(val_x, splits["validation"].labels), verbose=2,
+        callbacks=[keras.callbacks.ModelCheckpoint(run_dir / "model_float.keras", monitor="val_accuracy", save_best_only=True), timer],
+    )
+    best = int(np.argmax(history.history["val_accuracy"]))
+    return model, {
+        "best_epoch": best + 1,
+        "best_val_accuracy": float(history.history["val_accuracy"][best]),
+        "seconds_per_epoch": float(np.mean(timer.seconds)),
+        "train_seconds": float(np.sum(timer.seconds)),
+    }
+
+
+def quantize_and_verify(arch, labels, splits, cfg: FeatureConfig, seed: int, run_dir: Path, feature_cache: Path) -> dict:
+    """Full-int8 model of the best checkpoint, stripped, with its arena and the proof that stripping changed nothing."""
+    import keras
+
+    from training import quantize
+    from training.model import build_model, multiply_accumulates
+
+    # Converted from a batch-1 copy, so every tensor shape is static.
+    deployable = build_model(arch, len(labels), cfg, batch_size=1)
+    deployable.set_weights(keras.models.load_model(run_dir / "model_float.keras").get_weights())
+    clean_train = cached_mfcc(to_float(splits["training"].audio), cfg, feature_cache)
+    rng = np.random.default_rng(seed)
+    representative = clean_train[rng.choice(len(clean_train), min(500, len(clean_train)), replace=False)]
+    converted = quantize.convert_int8(deployable, representative)
+    model_bytes = quantize.strip(converted)
+    (run_dir / "model_int8.tflite").write_bytes(model_bytes)
+    io = quantize.io_quantization(model_bytes)
+    test_features = cached_mfcc(to_float(splits["testing"].audio), cfg, feature_cache)
+    test_inputs = quantize_features(test_features, io["input_scale"], io["input_zero_point"])
+    arena = quantize.smallest_arena(model_bytes, test_inputs)
+    strip_safe = np.array_equal(quantize.run_tflm(converted, test_inputs, arena), quantize.run_tflm(model_bytes, test_inputs, arena))
+    return {
+        "model_bytes": model_bytes,
+        "io": io,
+        "arena": arena,
+        "ops": quantize.model_ops(model_bytes),
+        "figures": {
+            "parameters": int(deployable.count_params()),
+            **quantize.weight_bytes(model_bytes),
+            "tflite_bytes": len(model_bytes),
+            "tflite_bytes_before_strip": len(converted),
+            "strip_keeps_tflm_outputs": bool(strip_safe),
+            "multiply_accumulates": multiply_accumulates(deployable),
+            "ops": quantize.model_ops(model_bytes),
+        },
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -84,79 +186,15 @@ def main(argv=None) -> int:
         print(f"  {split:>10}: {len(clips)} clips {clips.counts(labels)}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    import keras  # imported late: argument and data errors should not wait for TensorFlow
-
-    from training import evaluate, export, quantize
-    from training.model import build_model, multiply_accumulates
-
-    keras.utils.set_random_seed(train_cfg.seed)
     t = time.monotonic()
-    val_x = cached_mfcc(to_float(splits["validation"].audio), cfg, feature_cache)[..., np.newaxis]
-    clean_train = cached_mfcc(to_float(splits["training"].audio), cfg, feature_cache)
+    for split in ("training", "validation", "testing"):  # clean features, computed once and cached
+        cached_mfcc(to_float(splits[split].audio), cfg, feature_cache)
     feature_seconds = time.monotonic() - t
+    _, training = fit(args.arch, labels, splits, noises, cfg, train_cfg, run_dir, feature_cache)
+    int8 = quantize_and_verify(args.arch, labels, splits, cfg, train_cfg.seed, run_dir, feature_cache)
+    model_bytes, io, arena = int8["model_bytes"], int8["io"], int8["arena"]
 
-    class AugmentedEpochs(keras.utils.PyDataset):
-        """Training batches whose augmentation is drawn afresh each epoch from (seed, epoch)."""
-
-        def __init__(self):
-            super().__init__()
-            self.epoch = 0
-            self._draw()
-
-        def _draw(self):
-            rng = np.random.default_rng([train_cfg.seed, self.epoch])
-            audio = augment(splits["training"].audio, noises, train_cfg.augment, rng)
-            self.features = mfcc_parallel(audio, cfg)[..., np.newaxis]
-            self.order = rng.permutation(len(audio))
-
-        def __len__(self):
-            return math.ceil(len(self.order) / train_cfg.batch_size)
-
-        def __getitem__(self, i):
-            batch = self.order[i * train_cfg.batch_size : (i + 1) * train_cfg.batch_size]
-            return self.features[batch], splits["training"].labels[batch]
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self._draw()
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.monotonic() - self.start)
-
-    batches = AugmentedEpochs()
-    model = build_model(args.arch, len(labels), cfg)
-    schedule = keras.optimizers.schedules.CosineDecay(train_cfg.learning_rate, train_cfg.epochs * len(batches), alpha=0.01)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.summary(print_fn=lambda line, **_: print(line))
-    float_path = run_dir / "model_float.keras"
-    timer = EpochTimer()
-    history = model.fit(
-        batches, epochs=train_cfg.epochs, validation_data=(val_x, splits["validation"].labels), verbose=2,
-        callbacks=[keras.callbacks.ModelCheckpoint(float_path, monitor="val_accuracy", save_best_only=True), timer],
-    )
-    train_seconds = time.monotonic() - t - feature_seconds
-    best_epoch = int(np.argmax(history.history["val_accuracy"]))
-
-    # Quantize the best checkpoint from a batch-1 copy, so every tensor shape is static.
-    deployable = build_model(args.arch, len(labels), cfg, batch_size=1)
-    deployable.set_weights(keras.models.load_model(float_path).get_weights())
-    rng = np.random.default_rng(train_cfg.seed)
-    representative = clean_train[rng.choice(len(clean_train), min(500, len(clean_train)), replace=False)]
-    converted = quantize.convert_int8(deployable, representative)
-    model_bytes = quantize.strip(converted)
-    (run_dir / "model_int8.tflite").write_bytes(model_bytes)
-    io = quantize.io_quantization(model_bytes)
-    test_inputs = quantize_features(cached_mfcc(to_float(splits["testing"].audio), cfg, feature_cache), io["input_scale"], io["input_zero_point"])
-    arena = quantize.smallest_arena(model_bytes, test_inputs)
-    ops = quantize.model_ops(model_bytes)
-    strip_safe = bool(np.array_equal(quantize.run_tflm(converted, test_inputs, arena), quantize.run_tflm(model_bytes, test_inputs, arena)))
+    from training import evaluate, export
 
     print("evaluating the testing split under Keras, LiteRT and TFLM", flush=True)
     test = evaluate.evaluate(run_dir, model_bytes, splits["testing"], labels, cfg, io, arena, cache_dir=feature_cache)
@@ -168,7 +206,7 @@ def main(argv=None) -> int:
 
     exported = []
     if not args.no_export:
-        exported = export.export(args.firmware_dir, model_bytes, labels, io, ops, arena, cfg, DetectionConfig(), command)
+        exported = export.export(args.firmware_dir, model_bytes, labels, io, int8["ops"], arena, cfg, DetectionConfig(), command)
     report = {
         "command": command,
         "preset": args.preset,
@@ -177,14 +215,7 @@ def main(argv=None) -> int:
         "seed": train_cfg.seed,
         "features": cfg.to_dict(),
         "augment": asdict(train_cfg.augment),
-        "training": {
-            **{k: v for k, v in asdict(train_cfg).items() if k != "augment"},
-            "best_epoch": best_epoch + 1,
-            "best_val_accuracy": float(history.history["val_accuracy"][best_epoch]),
-            "seconds_per_epoch": float(np.mean(timer.seconds)),
-            "feature_seconds": feature_seconds,
-            "train_seconds": train_seconds,
-        },
+        "training": {**{k: v for k, v in asdict(train_cfg).items() if k != "augment"}, **training, "feature_seconds": feature_seconds},
         "dataset": {
             "data_dir": str(data_dir),
             "silence_share": train_cfg.silence_share,
@@ -193,15 +224,7 @@ def main(argv=None) -> int:
             "splits": {split: clips.counts(labels) for split, clips in splits.items()},
             "skipped_files": [msg for clips in splits.values() for msg in clips.skipped],
         },
-        "model": {
-            "parameters": int(model.count_params()),
-            **quantize.weight_bytes(model_bytes),
-            "tflite_bytes": len(model_bytes),
-            "tflite_bytes_before_strip": len(converted),
-            "strip_keeps_tflm_outputs": strip_safe,
-            "multiply_accumulates": multiply_accumulates(deployable),
-            "ops": ops,
-        },
+        "model": int8["figures"],
         "quantization": io,
         "arena_bytes": arena,
         "tflm_equals_litert": test["tflm_equals_litert"],
@@ -218,7 +241,7 @@ def main(argv=None) -> int:
         latest.unlink(missing_ok=True)
         latest.symlink_to(run_dir.resolve())
     summarize(report, run_dir)
-    if not test["tflm_equals_litert"]["identical"] or not strip_safe:
+    if not test["tflm_equals_litert"]["identical"] or not int8["figures"]["strip_keeps_tflm_outputs"]:
         print("error: TFLM outputs differ from LiteRT's reference kernels or from the unstripped model", file=sys.stderr)
         return 1
     return 0
