@@ -104,3 +104,35 @@ def test_parallel_and_cached_features_equal_the_plain_ones(clips, tmp_path, monk
 
     monkeypatch.setattr(features, "mfcc_parallel", must_not_recompute)
     np.testing.assert_array_equal(features.cached_mfcc(batch, CFG, tmp_path), mfcc(batch))
+
+
+def test_two_writers_of_one_cache_entry_both_succeed(clips, tmp_path, monkeypatch):
+    """Two runs sharing data/features may compute and store the same entry at the same moment."""
+    import threading
+
+    from training import features
+
+    both_saved = threading.Barrier(2)
+    real_save = np.save
+
+    def save_then_wait(file, array):  # neither writer renames before both have written
+        real_save(file, array)
+        both_saved.wait(timeout=10)
+
+    monkeypatch.setattr(np, "save", save_then_wait)
+    results, errors = [], []
+
+    def writer():
+        try:
+            results.append(features.cached_mfcc(clips, CFG, tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 2
+    np.testing.assert_array_equal(results[0], results[1])
+    assert [p.suffix for p in tmp_path.iterdir()] == [".npy"]  # one entry, no temporary file left behind

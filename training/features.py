@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -103,7 +104,9 @@ def cached_mfcc(audio: np.ndarray, cfg: FeatureConfig, cache_dir: Path | None) -
         return np.load(path)
     features = mfcc_parallel(audio, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, features)
-    tmp.replace(path)
+    # A temporary name of this writer's own: runs sharing the cache may write the same entry at once.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, features)
+    os.replace(tmp, path)
     return features
