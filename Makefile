@@ -16,12 +16,16 @@ TEST_ARGS ?=
 CLIPS ?=# make firmware-check: a folder of WAV/FLAC/Ogg clips
 # make host-benchmark: the audio the simulator streams (real speech from the shared data by default)
 BENCH_AUDIO ?= $(or $(KWS_SHARED_DATA),../shared/data)/negatives/librispeech_ogg
+# make benchmark: audio folders without the keyword for the wake-word stream (data/negatives when present),
+# and anything else for host_tools.benchmark (e.g. BENCHMARK_ARGS="--epochs 80 --librispeech")
+NEGATIVES ?= $(wildcard data/negatives)
+BENCHMARK_ARGS ?=
 PIO := $(VENV)/bin/pio
 
 # kissfft's C sources, pinned by SHA-256 (Debian's source package), for the Cortex-M4F builds.
 KISSFFT_SRC := build/kissfft/kissfft-131.1.0
 
-.PHONY: venv train evaluate test kissfft clean firmware flash monitor firmware-check firmware-benchmark host-benchmark
+.PHONY: venv train evaluate test kissfft clean firmware flash monitor firmware-check firmware-benchmark host-benchmark benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +71,12 @@ firmware-benchmark: venv kissfft
 # Speed of the device simulator (host_tools/simulate.py) as a multiple of real time, on one core.
 host-benchmark: venv
 	$(PY) -m host_tools.simulate --benchmark $(BENCH_AUDIO)
+
+# Accuracy and size of the three models, the streaming wake-word benchmark and host speed, side by side with
+# published figures: build/benchmark/report.md (runs are cached under build/benchmark/runs/).
+benchmark: venv
+	$(PY) -m host_tools.benchmark $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(TEST_SET),--test-set $(TEST_SET)) \
+		$(foreach folder,$(NEGATIVES),--negatives $(folder)) $(BENCHMARK_ARGS)
 
 test: venv
 	$(PY) -m pytest $(TEST_ARGS)

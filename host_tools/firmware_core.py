@@ -29,7 +29,9 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 CORE_DIR = FIRMWARE_DIR / "lib" / "kws_core"
 CORE_SOURCES = sorted((CORE_DIR / "src").glob("*.c"))
 CORE_HEADERS = sorted((CORE_DIR / "include").glob("*.h"))
-GENERATED_DIR = FIRMWARE_DIR / "src" / "generated"
+# Another run's exported sources (training.train --firmware-dir DIR: DIR/src/generated) build a core for
+# that model instead of the repository's: how the benchmark runs its wakeword model through the pipeline.
+GENERATED_DIR = Path(os.environ.get("KWS_GENERATED_DIR", FIRMWARE_DIR / "src" / "generated"))
 HOST_CORE_CACHE = REPO_ROOT / "build" / "host_core"
 KISSFFT_HEADERS = Path("/usr/include/kissfft")
 # Pinned kissfft sources for the ARM build (fetched by `make kissfft`).
@@ -202,6 +204,7 @@ class Core:
                                            ctypes.POINTER(ctypes.c_char_p)]),
             "kws_pipeline_step": (ctypes.c_bool, [p]),
             "kws_pipeline_send_error": (None, [p, ctypes.c_int, ctypes.c_char_p]),
+            "kws_pipeline_send_stats": (None, [p]),
         }
         for name, (restype, argtypes) in signatures.items():
             function = getattr(lib, name)
@@ -355,6 +358,11 @@ class Pipeline:
     def write(self, samples: np.ndarray) -> bool:
         """One microphone block into the ring; False when it did not fit (an overrun)."""
         return self.core.audio_ring_write(self.ring, int16_pointer(samples), len(samples))
+
+    def send_stats(self) -> None:
+        """A STAT record for the time since the last one: the end of the stream."""
+        self.core.pipeline_send_stats(self.state)
+        self._raise_callback_error()
 
     def step(self) -> bool:
         """One pass of the loop; True when it sent a detection."""

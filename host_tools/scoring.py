@@ -121,3 +121,56 @@ def rate_per_hour(count: int, seconds: float, confidence: float = 0.95) -> tuple
     hours = seconds / 3600
     low, high = poisson_interval(count, confidence)
     return count / hours, low / hours, high / hours
+
+
+# ---------------------------------------------------------------- streaming benchmark figures
+
+# MLPerf Tiny's streaming wake-word pass criterion, on its 20-minute stream with 50 wake words:
+# at most 8 false rejects and at most 8 false accepts.
+MLPERF_MAX_FALSE_REJECTS = 8
+MLPERF_MAX_FALSE_ACCEPTS = 8
+
+
+def resolvable_rate_per_hour(seconds: float) -> float:
+    """The lowest non-zero false-accept rate `seconds` of audio can show: one event over all of it.
+    Zero events there means a rate below about this (95% upper bound: poisson_interval(0)[1] times it)."""
+    return 3600 / seconds
+
+
+def mlperf_verdict(result: Score) -> dict:
+    """Whether a score meets MLPerf Tiny's criterion, and by how many events it misses each side."""
+    rejects, accepts = len(result.misses), len(result.false_alarms)
+    return {"false_rejects": rejects, "false_accepts": accepts,
+            "passes": rejects <= MLPERF_MAX_FALSE_REJECTS and accepts <= MLPERF_MAX_FALSE_ACCEPTS,
+            "false_rejects_over": max(0, rejects - MLPERF_MAX_FALSE_REJECTS),
+            "false_accepts_over": max(0, accepts - MLPERF_MAX_FALSE_ACCEPTS)}
+
+
+def det_point(result: Score, seconds: float) -> tuple[float, float]:
+    """(false-reject rate, false accepts per hour) of a score over `seconds` of audio."""
+    scored = len(result.hits) + len(result.misses)
+    return len(result.misses) / scored if scored else float("nan"), len(result.false_alarms) * 3600 / seconds
+
+
+def frr_at(points: list[tuple[float, float]], fa_per_hour: float, seconds: float) -> dict:
+    """The false-reject rate at a false-accept rate, from (frr, fa/h) points of a threshold sweep.
+
+    Below the resolvable rate (one event in `seconds`) the audio cannot tell the target from zero: stated
+    as such, never read off a 0/h point. Otherwise the lowest FRR among points at or below the target,
+    linearly interpolated (in FA/h) towards the next point above it; "not reached" when no point is at
+    or below the target."""
+    if fa_per_hour < resolvable_rate_per_hour(seconds):
+        return {"status": "not resolvable", "frr": None,
+                "why": f"{fa_per_hour:g} FA/h is below one event in {seconds / 3600:.2f} h "
+                       f"({resolvable_rate_per_hour(seconds):.2f}/h)"}
+    below = [p for p in points if p[1] <= fa_per_hour]
+    if not below:
+        return {"status": "not reached", "frr": None,
+                "why": f"every threshold gives more than {fa_per_hour:g} FA/h"}
+    frr, fa = min(below, key=lambda p: (p[0], -p[1]))
+    above = sorted((p for p in points if p[1] > fa_per_hour), key=lambda p: p[1])
+    if above and above[0][0] < frr and fa < fa_per_hour:  # a lower FRR beyond the target: interpolate to it
+        next_frr, next_fa = above[0]
+        frr += (next_frr - frr) * (fa_per_hour - fa) / (next_fa - fa)
+        return {"status": "interpolated", "frr": frr}
+    return {"status": "measured", "frr": frr}

@@ -11,9 +11,9 @@ enters the core's ring buffer in PDM blocks (KWS_PDM_BLOCK_SAMPLES, 16 ms) and t
 as on the board, with the model of firmware/src/generated (what would be flashed) under TFLM's Python
 runtime, or --model RUN/model_int8.tflite when its report.json agrees with the generated settings.
 
-Output: exactly the firmware's serial protocol (firmware/PROTOCOL.md), BOOT first, lines ending in
-"\\r\\n", to stdout, --out FILE and/or --pty (a pseudo-terminal; its path, or --pty-link, is printed on
-stderr). Clocks: device time (DET t=, STAT up_ms and its period) is the audio's sample time, samples
+Output: exactly the firmware's serial protocol (firmware/PROTOCOL.md), BOOT first, a STAT last when the
+audio ends (so a reader's device time reaches the end of the stream), lines ending in "\\r\\n", to stdout,
+--out FILE and/or --pty (a pseudo-terminal; its path, or --pty-link, is printed on stderr). Clocks: device time (DET t=, STAT up_ms and its period) is the audio's sample time, samples
 heard / 16 kHz; the durations (DET us=, STAT inf_*_us, feat_mean_us) are the host's, measured around
 the TFLM invoke and the C feature frame: the simulated board is this computer.
 """
@@ -123,7 +123,7 @@ def load_model(path: Path | None) -> tuple[bytes, int]:
 class Board:
     """kws_pipeline with TFLM's Python runtime as its model and the samples heard as its clock."""
 
-    def __init__(self, core: firmware_core.Core, model: bytes, arena: int, send):
+    def __init__(self, core: firmware_core.Core, model: bytes, arena: int, send, record: list | None = None):
         # TFLM's runtime directly, not training.quantize: that module imports TensorFlow (3 s).
         from tflite_micro.python.tflite_micro import runtime as tflm
 
@@ -131,6 +131,7 @@ class Board:
         self.input_shape = self.interpreter.get_input_details(0)["shape"]
         self.samples = 0
         self.invoke_s = 0.0
+        self.record = record  # (device ms, int8 outputs) of every inference, for replaying the recognizer
         self.pipeline = firmware_core.Pipeline(core, self.invoke, self.now_ms, now_us, send)
 
     def now_ms(self) -> int:
@@ -146,6 +147,8 @@ class Board:
             print(f"simulate: TFLM invoke failed: {error}", file=sys.stderr)
             return False
         ctypes.memmove(scores, output.ctypes.data, output.size)
+        if self.record is not None:  # the recognizer gets this inference at the same device time
+            self.record.append((self.now_ms(), output.reshape(-1).copy()))
         self.invoke_s += time.perf_counter() - start
         return True
 
@@ -284,10 +287,12 @@ class Outputs:
 # ---------------------------------------------------------------- the run
 
 
-def simulate(args, outputs: Outputs, paths: list[Path], model: bytes, arena: int) -> dict:
-    """Streams every file through the board; returns timing figures (seconds) for --benchmark."""
+def simulate(args, outputs: Outputs, paths: list[Path], model: bytes, arena: int, record: list | None = None) -> dict:
+    """Streams every file through the board, then sends a last STAT (so a reader's device time reaches the
+    stream's end); returns timing figures (seconds) for --benchmark. With `record`, every inference's
+    (device ms, int8 outputs) of the first boot (the one listen.py scores) is appended to it."""
     core = firmware_core.load_core()
-    board = Board(core, model, arena, outputs.line)
+    board = Board(core, model, arena, outputs.line, record)
     heard = booted_at = garbage_at = 0  # samples: in all, at the last boot, at the last garbage
     read_s = run_s = 0.0
     wall_start = time.monotonic()
@@ -316,6 +321,7 @@ def simulate(args, outputs: Outputs, paths: list[Path], model: bytes, arena: int
                 outputs.reset(args.reset_gap)
                 board = Board(core, model, arena, outputs.line)  # a new boot: device time starts at 0
         run_s += time.perf_counter() - run_start
+    board.pipeline.send_stats()
     return {"audio_s": heard / RATE, "read_s": read_s, "run_s": run_s, "invoke_s": board.invoke_s}
 
 

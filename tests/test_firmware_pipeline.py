@@ -117,6 +117,16 @@ def test_stat_records_sum_what_happened_in_their_period(core):
     assert [s.inferences_per_second > 0 for s in stats] == [True, True, True]  # the window is full at 1008 ms
 
 
+def test_a_stream_that_ends_sends_a_last_stat_for_its_unreported_time(core):
+    board = Board(core, every=10, stat_ms=1000)
+    board.hear(np.zeros(RATE * 2 + BLOCK * 10, np.int16))  # 2.16 s: the last periodic STAT is at 2016 ms
+    board.pipeline.send_stats()
+    board.pipeline.send_stats()  # nothing more: no time has passed since
+    stats = [r for r in board.records() if isinstance(r, Stats)]
+    assert [s.uptime_ms for s in stats] == [1008, 2016, 2160]
+    assert stats[-1].inferences_per_second == round(1000 * sum(2016 < s * 1000 // RATE for s, _ in board.calls) / 144, 2)
+
+
 def test_detections_are_sent_with_device_time_and_inference_time(core):
     scores = np.full(len(LABELS), -128, np.int8)
     scores[KEYWORD] = 127

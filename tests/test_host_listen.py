@@ -84,7 +84,9 @@ def test_keywords_resets_garbage_and_ctrl_c_over_a_pty(tmp_path, mini_set):
     assert summary["other"] == int(audio_s // 6)  # the noise lines
     assert summary["disconnects"] == resets + 1  # each reset, and the simulator's end
     assert summary["lines"] == len(lines)
-    assert summary["listened_s"] == pytest.approx(audio_s, abs=5 * boots)  # device time, up to the last STAT/DET
+    # device time, up to the last STAT/DET of each boot: a reset loses up to a STAT period (5 s), the end of
+    # the stream nothing (the simulator's last STAT)
+    assert audio_s - 5 * resets <= summary["listened_s"] <= audio_s
     # keywords are detected with the label of the clip then heard (device time restarts at each reset)
     boot, heard = -1, []
     for event in events:
@@ -120,10 +122,12 @@ def test_reference_scoring_of_a_simulated_track(tmp_path, mini_set):
     sent = records(lines)
     detections = [(r.time_ms / 1000, r.label) for r in sent if isinstance(r, Detection)]
     covered = max(getattr(r, "time_ms", getattr(r, "uptime_ms", 0)) for r in sent) / 1000
+    assert covered == len(clips) * (1 + GAP_S)  # the last STAT: every keyword of the track is scored
     expected = scoring.score(detections, scoring.read_reference(track), covered)
     assert reference == {**expected.summary(), "offset_s": 0.0, "false_alarm_times_s": [t for t, _ in expected.false_alarms],
                          "scored_boots": 1, "later_boots_not_scored": 0}
-    assert reference["hits"] >= len(clips) // 3 and reference["hits"] + reference["misses"] + reference["not_covered"] == len(clips)
+    assert reference["not_covered"] == 0 and reference["hits"] >= len(clips) // 3
+    assert reference["hits"] + reference["misses"] == len(clips)
     print(f"\nreference: {reference}; detections {detections}")
 
 

@@ -76,6 +76,10 @@ kws_status kws_pipeline_init(kws_pipeline *pipeline, int16_t *ring_storage, size
 // passed. Returns true when it sent a detection.
 bool kws_pipeline_step(kws_pipeline *pipeline);
 
+// A STAT record now, for the time since the last one (nothing when no time has passed): what a
+// stream that ends sends last, so a reader's device time reaches its end (the host simulator).
+void kws_pipeline_send_stats(kws_pipeline *pipeline);
+
 void kws_pipeline_send_error(kws_pipeline *pipeline, int code, const char *message);
 
 #ifdef __cplusplus

@@ -142,3 +142,11 @@ bool kws_pipeline_step(kws_pipeline *pipeline)
     }
     return detected;
 }
+
+void kws_pipeline_send_stats(kws_pipeline *pipeline)
+{
+    uint32_t now = pipeline->platform.now_ms(pipeline->platform.context);
+    if (now != pipeline->stats.since_ms) {  // an empty period has no rate: the last STAT already said it
+        send_stats(pipeline, now);
+    }
+}
