@@ -73,7 +73,9 @@ def train(out: Path, args, data_dir: Path, preset: str, arch: str, keyword: str 
     extra = list(WAKEWORD_TRAIN_ARGS) if keyword else []
     settings = {"data_dir": str(data_dir.resolve()), "test_set": str(args.test_set.resolve()) if args.test_set else None,
                 "preset": preset, "arch": arch, "keyword": keyword, "seed": args.seed, "epochs": args.epochs,
-                "limit_per_label": args.limit_per_label, "extra": extra}
+                "limit_per_label": args.limit_per_label, "extra": extra,
+                # a change to the training code is a different run, not a cached one
+                "code": hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO_ROOT / "training").glob("*.py")))).hexdigest()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     run = out / "runs" / f"{preset}-{arch}{'-' + keyword if keyword else ''}-{digest}"
     if (run / "report.json").is_file():  # train.py writes it last: the run completed
