@@ -1,6 +1,5 @@
 """Reading any user audio, and every bad input named with a clear error before training starts."""
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 and `make firmware-check` (host_tools.firmware_check) reports it on real audio."""
 import re
 
-import numpy as np
 import pytest
 
 from conftest import run_module

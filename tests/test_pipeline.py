@@ -2,7 +2,6 @@
 import json
 import subprocess
 
-import numpy as np
 import pytest
 from tensorflow.lite.tools import flatbuffer_utils
 
