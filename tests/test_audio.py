@@ -132,3 +132,13 @@ def test_train_reports_bad_data_before_training_starts(small_dataset):
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
     result = run_module("training.train", "--data-dir", small_dataset / "absent", "--no-export", timeout=120)
     assert result.returncode == 2 and "absent does not exist" in result.stderr
+
+
+def test_negative_shares_are_refused_and_shares_above_one_accepted(small_dataset):
+    refused = run_module("training.train", "--data-dir", small_dataset, "--unknown-share", "-0.5", "--no-export", timeout=120)
+    assert refused.returncode == 2 and "--unknown-share must not be negative" in refused.stderr
+    # more negatives than keywords (a wake word's need): capped by the clips there are, not an error
+    labels = labels_for("wakeword", ["yes"])
+    splits, _ = load_dataset(small_dataset, labels, CFG, silence_share=0.0, unknown_share=5.0, splits=("training",))
+    others = sum(len(list((small_dataset / word).iterdir())) for word in ("no", "bed"))
+    assert splits["training"].counts(labels) == {"_silence_": 0, "_unknown_": others, "yes": 20}
