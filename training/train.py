@@ -141,12 +141,13 @@ def quantize_and_verify(arch, labels, splits, cfg: FeatureConfig, seed: int, run
     test_features = cached_mfcc(to_float(splits["testing"].audio), cfg, feature_cache)
     test_inputs = quantize_features(test_features, io["input_scale"], io["input_zero_point"])
     arena = quantize.smallest_arena(model_bytes, test_inputs)
+    ops = quantize.model_ops(model_bytes)
     strip_safe = np.array_equal(quantize.run_tflm(converted, test_inputs, arena), quantize.run_tflm(model_bytes, test_inputs, arena))
     return {
         "model_bytes": model_bytes,
         "io": io,
         "arena": arena,
-        "ops": quantize.model_ops(model_bytes),
+        "ops": ops,
         "figures": {
             "parameters": int(deployable.count_params()),
             **quantize.weight_bytes(model_bytes),
@@ -154,7 +155,7 @@ def quantize_and_verify(arch, labels, splits, cfg: FeatureConfig, seed: int, run
             "tflite_bytes_before_strip": len(converted),
             "strip_keeps_tflm_outputs": bool(strip_safe),
             "multiply_accumulates": multiply_accumulates(deployable),
-            "ops": quantize.model_ops(model_bytes),
+            "ops": ops,
         },
     }
 
