@@ -1,14 +1,14 @@
 """Is the firmware's core equal to training? Checked on real audio with the model that would be flashed.
 
-    python -m host_tools.firmware_check DIR [--min-agreement 0.995]
+    python -m host_tools.firmware_check DIR [--model ARTIFACT] [--min-agreement 0.995]
     make firmware-check CLIPS=DIR
 
 Every WAV/FLAC/Ogg file under DIR (any sample rate) is read and fitted to one second as training
 does (training.data.read_audio, fit_length), then featurized twice: by the core built for the host
 (int16 through the ring buffer in odd chunks, the streaming MFCC provider and the int8 feature
 window: what the device feeds the model) and by training (training.features.mfcc + quantize). The
-model of firmware/src/generated runs on both under the TensorFlow Lite Micro Python runtime with
-the exported arena size. Prints the share of identical int8 features, the largest difference in
+model artifact (firmware/src/generated, what would be flashed, by default) runs on both under the
+TensorFlow Lite Micro Python runtime with its exported arena size. Prints the share of identical int8 features, the largest difference in
 quantization steps and in float, the prediction agreement, and the core's Cortex-M4F sizes. Exits 1
 when the agreement is below --min-agreement.
 """
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from host_tools import firmware_core
-from host_tools.firmware_core import SETTINGS
+from host_tools import c_build
+from host_tools.core import Core, core_model_input, load_core
+from training.artifact import FIRMWARE_GENERATED_DIR, ArtifactError, load_artifact
+from training.data import DataError, audio_files
 
 
 @dataclass
@@ -49,33 +51,22 @@ class Parity:
         return float(np.mean(self.core_labels == self.training_labels))
 
 
-def audio_files(folder: Path) -> list[Path]:
-    from training.data import AUDIO_SUFFIXES
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of audio clips")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or below it")
-    return files
-
-
-def compare(core: firmware_core.Core, model: bytes, paths: list[Path]) -> Parity:
+def compare(core: Core, paths: list[Path]) -> Parity:
+    """The core's and training's features of each clip, and the core's model's decisions on both."""
     from training.data import fit_length, read_audio, to_float, to_int16
     from training.features import mfcc, quantize
     from training.quantize import run_tflm
 
-    rate, clip_samples = SETTINGS["KWS_SAMPLE_RATE"], SETTINGS["KWS_CLIP_SAMPLES"]
+    manifest, model = core.manifest, core.artifact.model
+    rate, clip_samples = manifest.features.sample_rate, manifest.features.clip_samples
     clips = np.stack([to_int16(fit_length(read_audio(path, rate), clip_samples)) for path in paths])
-    core_float, core_int8 = zip(*(firmware_core.core_model_input(core, clip) for clip in clips))
+    core_float, core_int8 = zip(*(core_model_input(core, clip) for clip in clips))
     core_float, core_int8 = np.stack(core_float), np.stack(core_int8)
-    training_float = mfcc(to_float(clips))
-    training_int8 = quantize(training_float, SETTINGS["KWS_INPUT_SCALE"], SETTINGS["KWS_INPUT_ZERO_POINT"])
-    arena = SETTINGS["KWS_ARENA_BYTES"]
-    core_labels = run_tflm(model, core_int8, arena).argmax(axis=-1)
-    training_labels = run_tflm(model, training_int8, arena).argmax(axis=-1)
-    labels = SETTINGS["KWS_LABELS"]
+    training_float = mfcc(to_float(clips), manifest.features)
+    training_int8 = quantize(training_float, manifest.input.scale, manifest.input.zero_point)
+    core_labels = run_tflm(model, core_int8, manifest.arena_bytes).argmax(axis=-1)
+    training_labels = run_tflm(model, training_int8, manifest.arena_bytes).argmax(axis=-1)
+    labels = manifest.labels
     disagreements = [f"{path}: core -> {labels[a]}, training -> {labels[b]}"
                      for path, a, b in zip(paths, core_labels, training_labels) if a != b]
     return Parity(list(paths), core_int8, training_int8,
@@ -83,10 +74,10 @@ def compare(core: firmware_core.Core, model: bytes, paths: list[Path]) -> Parity
                   core_labels, training_labels, disagreements)
 
 
-def cross_compiled_sizes(out_dir: Path) -> dict[str, tuple[int, int, int]]:
+def cross_compiled_sizes(core: Core, out_dir: Path) -> dict[str, tuple[int, int, int]]:
     """(text, data, bss) of every core unit and of kissfft, compiled for Cortex-M4F."""
-    objects = firmware_core.cross_compile_core(out_dir) + firmware_core.cross_compile_kissfft(out_dir)
-    return firmware_core.arm_size(objects)
+    objects = c_build.cross_compile_core(core.artifact, out_dir) + c_build.cross_compile_kissfft(out_dir)
+    return c_build.arm_size(objects)
 
 
 def size_table(sizes: dict[str, tuple[int, int, int]]) -> str:
@@ -97,17 +88,17 @@ def size_table(sizes: dict[str, tuple[int, int, int]]) -> str:
     return "\n".join(rows)
 
 
-def report(parity: Parity, folder: Path, sizes: dict[str, tuple[int, int, int]]) -> str:
-    n = len(parity.clips)
+def report(core: Core, parity: Parity, folder: Path, sizes: dict[str, tuple[int, int, int]]) -> str:
+    n, manifest = len(parity.clips), core.manifest
     agree = int(np.sum(parity.core_labels == parity.training_labels))
     lines = [
-        f"firmware check: {n} clips under {folder}, model {SETTINGS['KWS_MODEL_SHA256'][:16]} (firmware/src/generated)",
+        f"firmware check: {n} clips under {folder}, model {core.artifact.name}",
         f"int8 features identical: {parity.identical_share:.4%} of {parity.core_int8.size} values",
         f"largest int8 difference: {parity.max_step} quantization step(s)",
-        f"largest float difference: {parity.float_difference:.6g} (one int8 step = {SETTINGS['KWS_INPUT_SCALE']:.6g})",
-        f"prediction agreement (TFLM, arena {SETTINGS['KWS_ARENA_BYTES']} B): {agree}/{n} clips = {parity.agreement:.4%}",
+        f"largest float difference: {parity.float_difference:.6g} (one int8 step = {manifest.input.scale:.6g})",
+        f"prediction agreement (TFLM, arena {manifest.arena_bytes} B): {agree}/{n} clips = {parity.agreement:.4%}",
         *(f"  differs: {line}" for line in parity.disagreements[:10]),
-        "Cortex-M4F sizes in bytes (arm-none-eabi-gcc " + " ".join(firmware_core.ARM_FLAGS) + "):",
+        "Cortex-M4F sizes in bytes (arm-none-eabi-gcc " + " ".join(c_build.ARM_FLAGS) + "):",
         size_table(sizes),
     ]
     return "\n".join(lines)
@@ -116,21 +107,21 @@ def report(parity: Parity, folder: Path, sizes: dict[str, tuple[int, int, int]])
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clips", type=Path, help="folder of WAV/FLAC/Ogg clips, searched recursively")
+    parser.add_argument("--model", type=Path, default=FIRMWARE_GENERATED_DIR,
+                        help="model artifact: a generated folder or a run folder (default firmware/src/generated)")
     parser.add_argument("--min-agreement", type=float, default=0.995,
                         help="fail when fewer predictions than this share agree (default 0.995)")
     args = parser.parse_args(argv)
-    from training.data import DataError
-
     try:
-        paths = audio_files(args.clips)
-        core = firmware_core.load_core()
-        parity = compare(core, firmware_core.exported_model(), paths)
+        paths = audio_files(args.clips, recursive=True)
+        core = load_core(load_artifact(args.model))
+        parity = compare(core, paths)
         with tempfile.TemporaryDirectory() as out:
-            sizes = cross_compiled_sizes(Path(out))
-    except (FileNotFoundError, DataError, firmware_core.FirmwareBuildError) as error:
+            sizes = cross_compiled_sizes(core, Path(out))
+    except (DataError, ArtifactError, c_build.FirmwareBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(report(parity, args.clips, sizes))
+    print(report(core, parity, args.clips, sizes))
     if parity.agreement < args.min_agreement:
         print(f"error: prediction agreement {parity.agreement:.4%} is below --min-agreement {args.min_agreement:.4%}",
               file=sys.stderr)

@@ -4,10 +4,11 @@ other speech) mixed at set signal-to-noise ratios over continuous background noi
     stream = build_stream(data_dir, "yes", [negatives_dir], duration_s=1200, keyword_count=50)
     stream.write(Path("stream.wav"), Path("stream.csv"))   # play it to a board: listen.py --play/--reference
 
-Keywords are the testing-split clips of the keyword (the official split rule, training.data), repeated in a
-new order when there are fewer clips than occurrences; "other words" are the testing-split clips of every
-other word folder; other speech is every audio file under the negatives folders (a long file contributes a
-random stretch of at most MAX_NEGATIVE_S). The background is the dataset's _background_noise_ recordings,
+Keywords are the split's clips of the keyword (testing for the benchmark, validation for calibration; the
+official split rule, training.data), repeated in a new order when there are fewer clips than occurrences;
+"other words" are the split's clips of every other word folder; other speech is the split's share of the
+audio files under the negatives folders (training.data.negatives_split; a long file contributes a random
+stretch of at most MAX_NEGATIVE_S). The background is the dataset's _background_noise_ recordings,
 joined end to end in a random order and looped, at a constant level (noise_dbfs).
 
 Signal-to-noise ratio: the placed clip's RMS over the RMS of the background beneath it, in dB, cycled through
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from host_tools.scoring import COLUMNS, Keyword
+from training.config import FeatureConfig
 
-RATE = 16000
+RATE = FeatureConfig().sample_rate  # the stream is written at the rate the models hear
 MAX_NEGATIVE_S = 6.0  # a LibriSpeech utterance is 10-35 s: a stretch of it, so that many sources are heard
 GAP_S = (0.5, 2.0)  # silence (background only) after each negative, drawn uniformly
 KEYWORD_CLEARANCE_S = 2.0  # background only before and after a keyword: its 1 s average and its
@@ -76,18 +78,17 @@ def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
 
 
-def split_testing_clips(data_dir: Path) -> dict[str, list[Path]]:
-    """Word -> its testing-split clips, by the official rule (training.data.split_of)."""
+def split_clips(data_dir: Path, split: str = "testing") -> dict[str, list[Path]]:
+    """Word -> its clips of one split, by the official rule (training.data.split_of)."""
     from training.data import list_words, read_list, split_of
 
     testing = read_list(Path(data_dir) / "testing_list.txt")
     validation = read_list(Path(data_dir) / "validation_list.txt")
-    return {word: [p for p in files if split_of(f"{word}/{p.name}", validation, testing) == "testing"]
+    return {word: [p for p in files if split_of(f"{word}/{p.name}", validation, testing) == split]
             for word, files in list_words(Path(data_dir)).items()}
 
 
 def background_bed(data_dir: Path, samples: int, dbfs: float, rng: np.random.Generator) -> np.ndarray:
-    from training.config import FeatureConfig
     from training.data import read_background_noise
 
     noises = [n / max(rms(n), 1e-9) for n in read_background_noise(Path(data_dir), FeatureConfig())]
@@ -97,31 +98,40 @@ def background_bed(data_dir: Path, samples: int, dbfs: float, rng: np.random.Gen
     return (bed * (10 ** (dbfs / 20) / rms(bed))).astype(np.float32)
 
 
+def negative_pools(data_dir: Path, clips: dict[str, list[Path]], keywords: list[str], negatives: list[Path],
+                   split: str) -> dict:
+    """Kind -> [(label, path)]: the other words' clips, and each negatives folder's share of the split."""
+    from training.data import DataError, split_negatives
+
+    pools = {"word": [(p.parent.name, p) for word, paths in clips.items() if word not in keywords for p in paths]}
+    for folder in map(Path, negatives):
+        try:
+            pools[f"speech:{folder.name}"] = [(folder.name, p) for p in split_negatives(folder, split)]
+        except DataError as error:
+            raise DataError(f"--negatives {error}") from None
+    pools = {kind: items for kind, items in pools.items() if items}
+    if not pools:
+        raise DataError(f"{data_dir}: no negatives: no other word has {split}-split clips and no --negatives folder")
+    return pools
+
+
 def build_stream(data_dir: Path, keyword: str, negatives: list[Path] = (), duration_s: float = 1200.0,
                  keyword_count: int = 50, snr_db: tuple[float, ...] = (20.0, 15.0, 10.0), noise_dbfs: float = -50.0,
-                 seed: int = 1, skip_bad: bool = False) -> Stream:
+                 seed: int = 1, skip_bad: bool = False, split: str = "testing", keywords: tuple[str, ...] = ()) -> Stream:
     """Keyword occurrence i is centred near (i + 0.5) * duration / keyword_count (jittered); negatives fill
     the time between keywords, KEYWORD_CLEARANCE_S away from them, each followed by a gap of background.
     An unreadable negative stops with its name, or with `skip_bad` is listed in Stream.skipped and another
     is drawn (as training's --skip-bad-audio)."""
-    from host_tools.firmware_check import audio_files
     from training.data import DataError, read_audio
 
     rng = np.random.default_rng(seed)
-    clips = split_testing_clips(data_dir)
+    clips = split_clips(data_dir, split)
     if not clips.get(keyword):
-        raise DataError(f"{data_dir}: no testing-split clips of the keyword {keyword!r} (testing_list.txt)")
+        raise DataError(f"{data_dir}: no {split}-split clips of the keyword {keyword!r}")
     keyword_paths = [clips[keyword][i] for i in np.concatenate(
         [rng.permutation(len(clips[keyword])) for _ in range(-(-keyword_count // len(clips[keyword])))])][:keyword_count]
-    pools = {"word": [(p.parent.name, p) for word, paths in clips.items() if word != keyword for p in paths]}
-    for folder in map(Path, negatives):
-        try:
-            pools[f"speech:{folder.name}"] = [(folder.name, p) for p in audio_files(folder)]
-        except FileNotFoundError as error:
-            raise DataError(f"--negatives {error}") from None
-    pools = {kind: items for kind, items in pools.items() if items}
-    if not pools:
-        raise DataError(f"{data_dir}: no negatives: no other word has testing-split clips and no --negatives folder")
+    # every keyword of the model (`keywords`) is kept out of the negatives, not only the one placed
+    pools = negative_pools(data_dir, clips, [keyword, *keywords], negatives, split)
     interval = duration_s / keyword_count
     if interval < 2 * KEYWORD_CLEARANCE_S + 1.5:
         raise DataError(f"{keyword_count} keywords do not fit in {duration_s:g} s: at least "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.firmware_core import ToolMissing, find_tool
+from host_tools.c_build import ToolMissing, find_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRICT = os.environ.get("KWS_STRICT") == "1"

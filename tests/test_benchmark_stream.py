@@ -1,6 +1,6 @@
 """host_tools/stream.py on real clips: the ground truth marks where each keyword clip was placed, each clip
 is mixed at its intended signal-to-noise ratio, negatives keep clear of keywords; and the LibriSpeech
-download path (training.data.fetch) against a local HTTP server."""
+download path (training.download.fetch) against a local HTTP server."""
 import hashlib
 import io
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from host_tools.scoring import read_reference
-from host_tools.stream import KEYWORD_CLEARANCE_S, RATE, build_stream, rms, split_testing_clips
+from host_tools.stream import KEYWORD_CLEARANCE_S, RATE, build_stream, rms, split_clips
 from test_download import make_tar, server  # noqa: F401  (the local HTTP server fixture)
-from training import data
+from training import download
 from training.data import DataError, read_audio
 
 
@@ -24,7 +24,7 @@ def test_the_csv_marks_each_keyword_where_its_clip_was_placed(stream, mini_set, 
     stream.write(tmp_path / "s.wav", tmp_path / "s.csv")
     keywords = [e for e in stream.events if e.kind == "keyword"]
     assert read_reference(tmp_path / "s.csv") == stream.keywords() and len(keywords) == 4
-    testing = {str(p) for p in split_testing_clips(mini_set)["yes"]}
+    testing = {str(p) for p in split_clips(mini_set)["yes"]}
     mixed = stream.audio.astype(np.float64) / 32768 - stream.background
     for event in keywords:
         assert event.source in testing
@@ -85,17 +85,17 @@ def test_librispeech_is_downloaded_verified_and_extracted_once(server, tmp_path,
     flac = sorted((shared_data / "negatives" / "picovoice_wake_words").rglob("*.flac"))[0]
     body = make_tar({"LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac": flac.read_bytes()})
     handler.files["/test-clean.tar.gz"] = body
-    archive = data.ARCHIVES["librispeech-test-clean"]
-    monkeypatch.setitem(data.ARCHIVES, "librispeech-test-clean",
-                        data.Archive(f"{base}/test-clean.tar.gz", len(body), "0" * 64, archive.folder))
+    archive = download.ARCHIVES["librispeech-test-clean"]
+    monkeypatch.setitem(download.ARCHIVES, "librispeech-test-clean",
+                        download.Archive(f"{base}/test-clean.tar.gz", len(body), "0" * 64, archive.folder))
     with pytest.raises(DataError, match="does not match the pinned 0{64}"):
-        data.fetch("librispeech-test-clean", tmp_path, io.StringIO())
-    monkeypatch.setitem(data.ARCHIVES, "librispeech-test-clean",
-                        data.Archive(f"{base}/test-clean.tar.gz", len(body), hashlib.sha256(body).hexdigest(), archive.folder))
-    folder = data.fetch("librispeech-test-clean", tmp_path, io.StringIO())
+        download.fetch("librispeech-test-clean", tmp_path, io.StringIO())
+    monkeypatch.setitem(download.ARCHIVES, "librispeech-test-clean",
+                        download.Archive(f"{base}/test-clean.tar.gz", len(body), hashlib.sha256(body).hexdigest(), archive.folder))
+    folder = download.fetch("librispeech-test-clean", tmp_path, io.StringIO())
     extracted = folder / "LibriSpeech" / "test-clean" / "1089" / "134686" / "1089-134686-0000.flac"
     assert extracted.read_bytes() == flac.read_bytes()
-    assert data.fetch("librispeech-test-clean", tmp_path, io.StringIO()) == folder and len(handler.requests) == 2  # the failed one, then one
+    assert download.fetch("librispeech-test-clean", tmp_path, io.StringIO()) == folder and len(handler.requests) == 2  # the failed one, then one
     # what the benchmark then does with it: other speech in the stream
     stream = build_stream(shared_data / "speech_commands_v0.02_mini", "yes", [folder], duration_s=30, keyword_count=1)
     assert any(e.kind == "speech" and e.source == str(extracted) for e in stream.events)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training import data
-from training.data import DataError, download, fetch, safe_extract
+from training import data, download as download_module
+from training.data import DataError
+from training.download import download, fetch, safe_extract
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -144,8 +145,8 @@ def test_fetch_downloads_extracts_once_and_reuses(server, tmp_path, monkeypatch,
     body = real_archive(mini_set)
     handler.files["/speech_commands_v0.02.tar.gz"] = body
     monkeypatch.setitem(
-        data.ARCHIVES, "v0.02",
-        data.Archive(f"{base}/speech_commands_v0.02.tar.gz", len(body), hashlib.sha256(body).hexdigest(), "speech_commands_v0.02"),
+        download_module.ARCHIVES, "v0.02",
+        download_module.Archive(f"{base}/speech_commands_v0.02.tar.gz", len(body), hashlib.sha256(body).hexdigest(), "speech_commands_v0.02"),
     )
     folder = fetch("v0.02", tmp_path, io.StringIO())
     assert (folder / "yes" / "a.wav").read_bytes() == sorted((mini_set / "yes").iterdir())[0].read_bytes()

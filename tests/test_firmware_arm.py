@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from firmware_build import (ARM_FLAGS, C_FLAGS, CORE_DIR, INCLUDES, SETTINGS, available, compile_checked,  # noqa: F401
-                            core, stream_features)
-from host_tools import firmware_core
+from firmware_build import ARTIFACT, MANIFEST, available, core  # noqa: F401  (core is a fixture)
+from host_tools import c_build
+from host_tools.c_build import ARM_FLAGS, C_FLAGS, CORE_DIR, compile_checked
+from host_tools.core import stream_features
 from training.data import read_audio, to_int16
 from training.features import quantize
 
@@ -21,21 +22,21 @@ def arm_gcc():
 
 
 def arm_size(objects) -> dict[str, tuple[int, int, int]]:
-    sizes = available(firmware_core.arm_size, objects)
+    sizes = available(c_build.arm_size, objects)
     print("\n" + "\n".join(f"{name}: text={t} data={d} bss={b}" for name, (t, d, b) in sizes.items()))
     return sizes
 
 
 def test_every_core_unit_cross_compiles_without_static_state(arm_gcc, tmp_path):
-    sizes = arm_size(available(firmware_core.cross_compile_core, tmp_path))
-    assert len(sizes) == len(firmware_core.CORE_SOURCES)
+    sizes = arm_size(available(c_build.cross_compile_core, ARTIFACT, tmp_path))
+    assert len(sizes) == len(c_build.CORE_SOURCES)
     for name, (text, data, bss) in sizes.items():
         # Code and constants only: every bit of state lives in structs the application owns.
         assert text > 0 and data == 0 and bss == 0, name
 
 
 def compile_kissfft(out_dir) -> list:
-    return available(firmware_core.cross_compile_kissfft, out_dir)
+    return available(c_build.cross_compile_kissfft, out_dir)
 
 
 def test_kissfft_cross_compiles(arm_gcc, tmp_path):
@@ -49,20 +50,20 @@ def test_features_on_cortex_m4f_under_qemu_equal_the_host_build(arm_gcc, core, s
     kissfft = compile_kissfft(tmp_path)
     elf = tmp_path / "stream_features.elf"
     compile_checked([arm_gcc, *C_FLAGS, *ARM_FLAGS, "--specs=rdimon.specs", "-T", str(QEMU_DIR / "mps2_an386.ld"),
-                     *INCLUDES, "-I", str(available(firmware_core.require_kissfft_sources)), *map(str, QEMU_DIR.glob("*.c")),
+                     *available(c_build.core_includes, ARTIFACT), "-I", str(available(c_build.require_kissfft_sources)), *map(str, QEMU_DIR.glob("*.c")),
                      *(str(CORE_DIR / "src" / name) for name in ("audio_ring_buffer.c", "feature_provider.c")),
                      *map(str, kissfft), "-lm", "-o", str(elf)])
     clips = {"yes": shared_data / "micro_speech_testdata" / "yes_1000ms.wav",
              "8 kHz digit": sorted((shared_data / "negatives" / "free_spoken_digits_8khz").glob("*.wav"))[5]}
     for name, path in clips.items():
-        samples = to_int16(read_audio(path, SETTINGS["KWS_SAMPLE_RATE"]))
+        samples = to_int16(read_audio(path, MANIFEST.features.sample_rate))
         samples.tofile(tmp_path / "clip.raw")
         result = subprocess.run(
             [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none", "-kernel", str(elf),
              "-semihosting-config", "enable=on,target=native,arg=stream_features,arg=clip.raw,arg=features.f32"],
             cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
-        on_arm = np.fromfile(tmp_path / "features.f32", np.float32).reshape(-1, SETTINGS["KWS_MFCC_COUNT"])
+        on_arm = np.fromfile(tmp_path / "features.f32", np.float32).reshape(-1, MANIFEST.features.n_mfcc)
         on_host, _ = stream_features(core, samples)
         assert result.stdout.split() == [f"frames={len(on_host)}", "overruns=0"]
         difference = np.abs(on_arm - on_host)
@@ -70,5 +71,5 @@ def test_features_on_cortex_m4f_under_qemu_equal_the_host_build(arm_gcc, core, s
         print(f"\n{name}: {len(on_arm)} frames, Cortex-M4F vs host: max |diff| {difference.max():.3g}, "
               f"bit-identical floats {identical:.2%}")
         assert difference.max() < 1e-3  # libm's log10f and code generation differ, the recipe does not
-        scale, zero_point = SETTINGS["KWS_INPUT_SCALE"], SETTINGS["KWS_INPUT_ZERO_POINT"]
+        scale, zero_point = MANIFEST.input.scale, MANIFEST.input.zero_point
         np.testing.assert_array_equal(quantize(on_arm, scale, zero_point), quantize(on_host, scale, zero_point))

@@ -8,14 +8,15 @@ import ctypes
 import numpy as np
 import pytest
 
-from firmware_build import SETTINGS, FeatureWindow, core, float_pointer, stream_features  # noqa: F401
+from firmware_build import MANIFEST, core  # noqa: F401  (core is a fixture)
+from host_tools.core import float_pointer, stream_features
 from training.config import FeatureConfig
 from training.data import fit_length, read_audio, to_float, to_int16
 from training.features import mfcc, quantize
 
 CFG = FeatureConfig()
-SCALE, ZERO_POINT = SETTINGS["KWS_INPUT_SCALE"], SETTINGS["KWS_INPUT_ZERO_POINT"]
-MFCC, FRAMES = SETTINGS["KWS_MFCC_COUNT"], SETTINGS["KWS_FRAME_COUNT"]
+SCALE, ZERO_POINT = MANIFEST.input.scale, MANIFEST.input.zero_point
+MFCC, FRAMES = MANIFEST.features.n_mfcc, MANIFEST.features.n_frames
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def clips(shared_data):
 
 def quantize_in_window(core, frames: np.ndarray) -> np.ndarray:
     """Every frame through the C feature window; returns the newest row after each push."""
-    window = FeatureWindow()
+    window = core.FeatureWindow()
     core.feature_window_init(ctypes.byref(window))
     rows = []
     for frame in np.ascontiguousarray(frames, np.float32):
@@ -97,7 +98,7 @@ def test_quantizer_is_bit_equal_to_training(core):
 
 
 def test_window_holds_the_last_frames_oldest_first(core):
-    window = FeatureWindow()
+    window = core.FeatureWindow()
     core.feature_window_init(ctypes.byref(window))
     # frame t has every value on quantization step t - 60 (in range for t < FRAMES + 20)
     frames = [np.full(MFCC, (t - 60 - ZERO_POINT) * SCALE, np.float32) for t in range(FRAMES + 20)]

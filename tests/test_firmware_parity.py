@@ -5,7 +5,7 @@ import re
 import pytest
 
 from conftest import run_module
-from firmware_build import SETTINGS, available, core, exported_model  # noqa: F401  (core is a fixture)
+from firmware_build import MANIFEST, core  # noqa: F401  (core is a fixture)
 from host_tools import firmware_check
 
 
@@ -13,7 +13,7 @@ def test_predictions_agree_on_the_mini_sets_test_split(core, mini_set):
     """TFLM on the core's features (int16 through the ring buffer, streaming MFCC, C int8 window) vs
     TFLM on training.features.mfcc + quantize, every clip of testing_list.txt."""
     paths = [mini_set / name for name in (mini_set / "testing_list.txt").read_text().split()]
-    parity = firmware_check.compare(core, exported_model(), paths)
+    parity = firmware_check.compare(core, paths)
     print(f"\n{len(paths)} test clips: predictions agree {parity.agreement:.4%}, int8 features identical "
           f"{parity.identical_share:.5%}, max {parity.max_step} step, max float difference {parity.float_difference:.3g}")
     for line in parity.disagreements:
@@ -58,11 +58,11 @@ def test_firmware_check_prints_parity_and_sizes_for_real_clips(mixed_clips):
     found = {name: re.search(pattern, result.stdout) for name, pattern in FIGURES.items()}
     assert all(found.values()), {name: bool(m) for name, m in found.items()}
     assert float(found["identical"].group(1)) >= 99.9
-    assert int(found["identical"].group(2)) == count * SETTINGS["KWS_FRAME_COUNT"] * SETTINGS["KWS_MFCC_COUNT"]
+    assert int(found["identical"].group(2)) == count * MANIFEST.features.n_frames * MANIFEST.features.n_mfcc
     assert int(found["max_step"].group(1)) <= 1
-    assert float(found["float"].group(1)) < SETTINGS["KWS_INPUT_SCALE"] / 20
+    assert float(found["float"].group(1)) < MANIFEST.input.scale / 20
     arena, agree, total = map(int, found["agreement"].groups())
-    assert arena == SETTINGS["KWS_ARENA_BYTES"] and total == count and agree == count
+    assert arena == MANIFEST.arena_bytes and total == count and agree == count
     text, data, bss = map(int, found["total"].groups())
     assert text > 5000 and data == 0 and bss == 0  # code and tables only: the state is the application's
 

@@ -5,15 +5,15 @@ import ctypes
 import numpy as np
 import pytest
 
-from firmware_build import SETTINGS, core  # noqa: F401  (core is a fixture)
-from host_tools import firmware_core
-from host_tools.firmware_core import Pipeline, PipelineConfig, app_setting, default_pipeline_config
+from firmware_build import MANIFEST, core  # noqa: F401  (core is a fixture)
+from host_tools.c_build import FirmwareBuildError
+from host_tools.core import Pipeline, PipelineConfig, core_model_input
 from host_tools.protocol import Boot, Detection, Error, Stats, parse_line
 
-RATE, HOP, WINDOW = SETTINGS["KWS_SAMPLE_RATE"], SETTINGS["KWS_HOP_SAMPLES"], SETTINGS["KWS_WINDOW_SAMPLES"]
-FRAMES, WINDOW_VALUES = SETTINGS["KWS_FRAME_COUNT"], SETTINGS["KWS_FRAME_COUNT"] * SETTINGS["KWS_MFCC_COUNT"]
-LABELS = SETTINGS["KWS_LABELS"]
-BLOCK = app_setting("KWS_PDM_BLOCK_SAMPLES")
+RATE, HOP, WINDOW = MANIFEST.features.sample_rate, MANIFEST.features.hop_samples, MANIFEST.features.window_samples
+FRAMES, WINDOW_VALUES = MANIFEST.features.n_frames, MANIFEST.features.n_frames * MANIFEST.features.n_mfcc
+LABELS = list(MANIFEST.labels)
+BLOCK = MANIFEST.app.pdm_block_samples
 KEYWORD = next(i for i, label in enumerate(LABELS) if not label.startswith("_"))
 
 
@@ -27,9 +27,9 @@ class Board:
         self.lines: list[str] = []
         self.scores = np.full(len(LABELS), -128, np.int8) if scores is None else np.asarray(scores, np.int8)
         self.fail_at, self.inference_us = set(fail_at), inference_us
-        defaults = default_pipeline_config(core)
+        defaults = core.pipeline_config()
         settings = PipelineConfig(defaults.recognizer, config.get("every", defaults.inference_every_hops),
-                                  config.get("stat_ms", defaults.stat_period_ms))
+                                  config.get("stat_ms", defaults.stat_period_ms), defaults.microphone_gain)
         self.pipeline = Pipeline(core, self.invoke, lambda: self.samples * 1000 // RATE, self.now_us,
                                  lambda line: self.lines.append(line.decode()), settings)
 
@@ -37,7 +37,8 @@ class Board:
         self.us += self.tick
         return self.us
 
-    def invoke(self, features, scores):
+    def invoke(self, features, feature_count, scores, score_count):
+        assert (feature_count, score_count) == (WINDOW_VALUES, len(LABELS))  # the sizes the core passes
         self.us += self.inference_us(len(self.calls))
         self.calls.append((self.samples, np.ctypeslib.as_array(features, (WINDOW_VALUES,)).copy()))
         ctypes.memmove(scores, self.scores.ctypes.data, len(LABELS))
@@ -64,7 +65,7 @@ def frame_end(n: int) -> int:
 def test_boot_is_sent_first_with_the_recognizer_settings(core):
     board = Board(core)
     (boot,) = board.records()
-    assert isinstance(boot, Boot) and boot.model == SETTINGS["KWS_MODEL_SHA256"][:16] and boot.labels == tuple(LABELS)
+    assert isinstance(boot, Boot) and boot.model == MANIFEST.model_sha256[:16] and boot.labels == tuple(LABELS)
 
 
 @pytest.mark.parametrize("every, block", [(10, BLOCK), (1, BLOCK), (3, 100)])
@@ -89,7 +90,7 @@ def test_the_model_gets_the_window_of_the_newest_second(core, shared_data):
     board.hear(audio)
     assert len(board.calls) >= 3
     for samples, features in board.calls:
-        _, window = firmware_core.core_model_input(core, audio[:samples])
+        _, window = core_model_input(core, audio[:samples])
         np.testing.assert_array_equal(features, window.ravel())
 
 
@@ -134,7 +135,7 @@ def test_detections_are_sent_with_device_time_and_inference_time(core):
     detected = board.hear(np.zeros(RATE * 3, np.int16))
     detections = [r for r in board.records() if isinstance(r, Detection)]
     times = [samples * 1000 // RATE for samples, _ in board.calls]
-    minimum, suppression = SETTINGS["KWS_MINIMUM_COUNT"], SETTINGS["KWS_SUPPRESSION_MS"]
+    minimum, suppression = MANIFEST.detection.minimum_count, MANIFEST.detection.suppression_ms
     first = times[minimum - 1]  # the first inference with minimum_count results in the window
     expected = [first] + [t for t in times if t - first >= suppression][:1]
     assert [d.time_ms for d in detections] == expected
@@ -153,5 +154,5 @@ def test_a_failed_inference_is_reported_and_the_loop_goes_on(core):
 
 @pytest.mark.parametrize("every, stat_ms", [(0, 5000), (10, 0)])
 def test_bad_settings_fail_set_up_saying_why(core, every, stat_ms):
-    with pytest.raises(firmware_core.FirmwareBuildError, match="KWS_INFERENCE_EVERY_HOPS and KWS_STAT_PERIOD_MS"):
+    with pytest.raises(FirmwareBuildError, match="KWS_INFERENCE_EVERY_HOPS and KWS_STAT_PERIOD_MS"):
         Board(core, every=every, stat_ms=stat_ms)

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from conftest import REPO_ROOT, missing, require_tool
-from firmware_build import CORE_DIR, INCLUDES, core  # noqa: F401  (core is a fixture)
-from host_tools.firmware_core import KISSFFT_HEADERS, OPAQUE_TYPES, compile_checked
+from firmware_build import ARTIFACT, core  # noqa: F401  (core is a fixture)
+from host_tools.c_build import CORE_DIR, compile_checked, core_includes
+from host_tools.core import OPAQUE_TYPES
 
 FIRMWARE = REPO_ROOT / "firmware"
 
@@ -64,7 +65,7 @@ def test_core_headers_compile_as_cpp_with_the_c_layout(core, tmp_path):
     probe = tmp_path / "probe.cpp"
     probe.write_text(f"{headers}{checks}extern \"C\" size_t kws_audio_ring_available(kws_audio_ring *);\n"
                      "size_t (*kept)(kws_audio_ring *) = &kws_audio_ring_available;\n")
-    compile_checked([gxx, "-std=gnu++14", "-Wall", "-Werror", *INCLUDES, "-I", str(KISSFFT_HEADERS),
+    compile_checked([gxx, "-std=gnu++14", "-Wall", "-Werror", *core_includes(ARTIFACT),
                      "-c", str(probe), "-o", str(tmp_path / "probe.o")])
     symbols = subprocess.run(["nm", str(tmp_path / "probe.o")], capture_output=True, text=True).stdout
     assert " U kws_audio_ring_available" in symbols  # unmangled: links against the C objects
@@ -72,4 +73,4 @@ def test_core_headers_compile_as_cpp_with_the_c_layout(core, tmp_path):
     arm_probe = tmp_path / "arm_probe.cpp"
     arm_probe.write_text(headers)  # the board's C++ compiler accepts them too (sizes differ: 32-bit)
     compile_checked([arm_gxx, "-std=gnu++14", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
-                     "-Wall", "-Werror", *INCLUDES, "-I", str(KISSFFT_HEADERS), "-fsyntax-only", str(arm_probe)])
+                     "-Wall", "-Werror", *core_includes(ARTIFACT), "-fsyntax-only", str(arm_probe)])

@@ -5,15 +5,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from firmware_build import SETTINGS, Recognition, RecognizerConfig, core  # noqa: F401
+from firmware_build import MANIFEST, core  # noqa: F401  (core is a fixture)
+from host_tools.core import Recognition, RecognizerConfig
 
-LABELS = SETTINGS["KWS_LABELS"]
-KEYWORDS = [i for i, label in enumerate(LABELS) if label not in ("_silence_", "_unknown_")]
-ZERO_POINT, SCALE = SETTINGS["KWS_OUTPUT_ZERO_POINT"], SETTINGS["KWS_OUTPUT_SCALE"]
+LABELS = list(MANIFEST.labels)
+KEYWORDS = [i for i, keyword in enumerate(MANIFEST.keyword_mask) if keyword]
+ZERO_POINT, SCALE = MANIFEST.output.zero_point, MANIFEST.output.scale
 CAPACITY = 64  # KWS_RECOGNIZER_CAPACITY
 KWS_OK, KWS_ERR_INVALID_ARGUMENT, KWS_ERR_TIME_WENT_BACKWARDS = 0, 1, 3
-DEFAULTS = dict(average_window_ms=SETTINGS["KWS_AVERAGE_WINDOW_MS"], detection_threshold=SETTINGS["KWS_DETECTION_THRESHOLD"],
-                suppression_ms=SETTINGS["KWS_SUPPRESSION_MS"], minimum_count=SETTINGS["KWS_MINIMUM_COUNT"])
+DEFAULTS = dict(average_window_ms=MANIFEST.detection.average_window_ms, detection_threshold=float(np.float32(MANIFEST.detection.detection_threshold)),
+                suppression_ms=MANIFEST.detection.suppression_ms, minimum_count=MANIFEST.detection.minimum_count)
 
 
 @dataclass

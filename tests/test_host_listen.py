@@ -10,11 +10,11 @@ import time
 import pytest
 
 from conftest import REPO_ROOT, missing
-from firmware_build import SETTINGS
+from firmware_build import ARTIFACT, MANIFEST
 from host_tools import scoring
 from host_tools.protocol import Detection, ProtocolError, parse_line
 
-KEYWORDS = [label for label in SETTINGS["KWS_LABELS"] if not label.startswith("_")]
+KEYWORDS = list(MANIFEST.keywords)
 GAP_S = 1.0  # simulate.py's default silence after each file
 
 
@@ -80,7 +80,7 @@ def test_keywords_resets_garbage_and_ctrl_c_over_a_pty(tmp_path, mini_set):
     detections = [r for r in records(lines) if isinstance(r, Detection)]
     assert summary["detections"] == len(detections) == len(of(events, "detection"))
     assert summary["boots"] == boots and summary["partial"] == resets
-    assert summary["malformed"] == sum(line.startswith("KWS1 DET t=12 label=") for line in lines) == int(audio_s // 6)
+    assert summary["malformed"] == sum(line.startswith("KWS2 DET t=12 label=") for line in lines) == int(audio_s // 6)
     assert summary["other"] == int(audio_s // 6)  # the noise lines
     assert summary["disconnects"] == resets + 1  # each reset, and the simulator's end
     assert summary["lines"] == len(lines)
@@ -153,13 +153,26 @@ def test_play_runs_through_the_real_audio_library_into_alsas_null_device(tmp_pat
     assert of([json.loads(line) for line in result.stdout.splitlines()], "summary")[0]["lines"] == 0
 
 
-def test_simulator_refuses_a_model_whose_report_disagrees(tmp_path, shared_data):
+def test_simulator_refuses_an_artifact_whose_model_disagrees_with_its_manifest(tmp_path, shared_data):
+    """A run folder whose report describes another model (a mixed or damaged artifact) is refused, naming the
+    file, before anything runs; so is one whose labels do not fit the model's output."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / "model_int8.tflite").write_bytes(b"not used")
-    (run / "report.json").write_text(json.dumps({"labels": ["_silence_", "_unknown_", "marvin"]}))
-    result = subprocess.run([sys.executable, "-m", "host_tools.simulate", "--model", run / "model_int8.tflite",
-                             shared_data / "micro_speech_testdata" / "yes_1000ms.wav"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert str(run / "report.json") in result.stderr and "KWS_LABELS" in result.stderr and "Traceback" not in result.stderr
+    manifest = MANIFEST.to_dict()
+    (run / "model_int8.tflite").write_bytes(ARTIFACT.model[:-100])
+    (run / "report.json").write_text(json.dumps({"manifest": manifest}))
+    clip = shared_data / "micro_speech_testdata" / "yes_1000ms.wav"
+
+    def simulate():
+        return subprocess.run([sys.executable, "-m", "host_tools.simulate", "--model", run, clip],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+    result = simulate()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(run / "model_int8.tflite") in result.stderr and "not the one its manifest describes" in result.stderr
+    (run / "model_int8.tflite").write_bytes(ARTIFACT.model)
+    (run / "report.json").write_text(json.dumps({"manifest": {**manifest, "labels": ["_silence_", "_unknown_", "marvin"],
+                                                              "keywords": ["marvin"]}}))
+    result = simulate()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(run / "model_int8.tflite") in result.stderr and "3 labels need int8 [1, 3]" in result.stderr

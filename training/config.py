@@ -1,10 +1,12 @@
-"""The one definition of features, labels and detection settings.
+"""The one definition of features, labels, detection and device settings.
 
-Everything the firmware needs to agree with training is defined here and
-written to the firmware by `training.export`; nothing is typed twice.
+Everything the firmware needs to agree with training is defined here, gathered into one manifest
+(`training.artifact`) and written to the firmware by `training.export`; nothing is typed twice.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 
 SILENCE = "_silence_"
@@ -16,6 +18,24 @@ KWS12_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", 
 # MLPerf Tiny's streaming wake-word benchmark listens for "marvin".
 DEFAULT_WAKEWORD = "marvin"
 PRESETS = ("wakeword", "kws12")
+# Model architectures (training/model.py builds each): ours, MLPerf Tiny's reference, TFLM micro_speech's.
+ARCHITECTURES = ("dscnn", "mlperf_dscnn", "tiny_conv")
+
+
+# A label travels in C strings, folder names and protocol lines: letters, digits, '_', '-', "'" and
+# single spaces between words ("hey nano"); the serial protocol sends a space as '+'.
+LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-' ")
+
+
+def check_label(label: str) -> str:
+    """`label` when it can travel everywhere; a ValueError naming it otherwise."""
+    if not label or not set(label) <= LABEL_CHARACTERS or label != " ".join(label.split()):
+        raise ValueError(f"label {label!r}: use letters, digits, '_', '-', \"'\" and single spaces between words")
+    return label
+
+
+def is_keyword(label: str) -> bool:
+    return label not in (SILENCE, UNKNOWN)
 
 
 def labels_for(preset: str, keywords: list[str] | None = None) -> list[str]:
@@ -30,7 +50,7 @@ def labels_for(preset: str, keywords: list[str] | None = None) -> list[str]:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if len(set(words)) != len(words):
         raise ValueError(f"keywords repeat: {words}")
-    return [SILENCE, UNKNOWN, *words]
+    return [SILENCE, UNKNOWN, *map(check_label, words)]
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,69 @@ class DetectionConfig:
     detection_threshold: float = 0.8  # on the averaged probability of a keyword
     suppression_ms: int = 1500
     minimum_count: int = 3  # results needed in the window before any decision
+
+    def check(self) -> None:
+        if self.average_window_ms < 1 or not 1 <= self.minimum_count <= 64 or self.suppression_ms < 0:
+            raise ValueError(f"detection settings out of range: {self} (average_window_ms >= 1, "
+                             "1 <= minimum_count <= 64, suppression_ms >= 0)")
+        if not 0 < self.detection_threshold <= 1:
+            raise ValueError(f"detection_threshold {self.detection_threshold!r} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Settings of the device application (firmware/src), exported beside the model's."""
+
+    # One inference every this many 20 ms hops (200 ms): the DS-CNN needs about 1.5 M multiply-
+    # accumulates, which a Cortex-M4F at 64 MHz cannot run every hop; every 10 hops still gives the
+    # recognizer 5 results per 1 s window (`make firmware-benchmark` measures the budget).
+    inference_every_hops: int = 10
+    # Ring buffer between the PDM interrupt and the loop: 4096 samples = 256 ms, more than one
+    # inference period plus a PDM block. A power of two, as kws_audio_ring_init requires.
+    audio_ring_samples: int = 4096
+    pdm_block_samples: int = 256  # 16 ms per interrupt (the Mbed core's default 512-byte buffer)
+    pdm_gain: int = 20  # the PDM library's default for the BLE Sense
+    # Added to the arena TFLM's Python runtime needed: CMSIS-NN kernels on the board ask for scratch
+    # buffers the reference kernels do not; too small an arena is reported (ERR code=5), never a crash.
+    arena_margin_bytes: int = 4096
+    stat_period_ms: int = 5000
+    error_repeat_ms: int = 2000  # a set-up failure is repeated, so a monitor opened later sees it
+    led_on_ms: int = 1000  # the built-in LED after a detection
+
+    def check(self) -> None:
+        ring = self.audio_ring_samples
+        if ring < 2 or ring & (ring - 1) or ring > 1 << 20:
+            raise ValueError(f"audio_ring_samples {ring} must be a power of two from 2 to 2^20")
+        if min(self.inference_every_hops, self.pdm_block_samples, self.stat_period_ms) < 1 or self.pdm_block_samples > ring:
+            raise ValueError(f"device settings out of range: {self} (inference_every_hops, pdm_block_samples and "
+                             "stat_period_ms >= 1; pdm_block_samples <= audio_ring_samples)")
+        if min(self.pdm_gain, self.arena_margin_bytes, self.error_repeat_ms, self.led_on_ms) < 0:
+            raise ValueError(f"device settings must not be negative: {self}")
+
+
+def with_overrides(configs: dict, assignments: list[str]) -> dict:
+    """`configs` ({section: frozen dataclass}) with `section.field=value` assignments applied.
+
+    One mechanism for every command that takes `--set`: values are converted to the field's type, and
+    an unknown section or field, or a value that does not convert, is a ValueError naming it."""
+    changes: dict[str, dict] = {section: {} for section in configs}
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not separator or section not in configs:
+            raise ValueError(f"--set {assignment!r}: expected SECTION.NAME=VALUE with SECTION one of {', '.join(configs)}")
+        fields = [f.name for f in dataclasses.fields(configs[section])]
+        if name not in fields:
+            raise ValueError(f"--set {assignment}: {section} has no setting {name!r} (it has {', '.join(fields)})")
+        kind = type(getattr(configs[section], name))
+        try:
+            value = kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+        except ValueError:
+            raise ValueError(f"--set {assignment}: {text!r} is not a {kind.__name__}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--set {assignment}: {text!r} is not a finite number")
+        changes[section][name] = value
+    return {section: dataclasses.replace(config, **changes[section]) for section, config in configs.items()}
 
 
 @dataclass(frozen=True)

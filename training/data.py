@@ -1,14 +1,10 @@
-"""Speech Commands: download, safe extraction, audio reading, the official split, augmentation."""
+"""Speech Commands: audio reading, the official split, silence and unknown clips, augmentation.
+(Downloads: training/download.py.)"""
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import sys
-import tarfile
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +14,6 @@ import soundfile
 
 from training.config import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN, AugmentConfig, FeatureConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CACHE_DIR = REPO_ROOT / "data"
-DATA_DIR_ENV = "KWS_DATA_DIR"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 
 
@@ -28,163 +21,63 @@ class DataError(ValueError):
     """A problem with the user's data, stated in terms of the user's files."""
 
 
-# ---------------------------------------------------------------- download
-
-
-@dataclass(frozen=True)
-class Archive:
-    url: str
-    size: int
-    sha256: str
-    folder: str  # extracted under the cache directory
-
-
-ARCHIVES = {
-    "v0.02": Archive(
-        "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
-        2_428_923_189,
-        "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
-        "speech_commands_v0.02",
-    ),
-    "v0.01": Archive(
-        "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz",
-        1_489_096_277,
-        "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d",
-        "speech_commands_v0.01",
-    ),
-    "test-v0.02": Archive(
-        "http://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz",
-        112_563_277,
-        "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df",
-        "speech_commands_test_set_v0.02",
-    ),
-    # Other speech for the streaming benchmark's negatives (5.4 h of read speech, FLAC). OpenSLR
-    # publishes size and MD5; the SHA-256 is the one recorded by projects that pinned this archive.
-    "librispeech-test-clean": Archive(
-        "https://www.openslr.org/resources/12/test-clean.tar.gz",
-        346_663_984,
-        "39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23",
-        "librispeech_test_clean",
-    ),
-}
-
-
-def _progress(name: str, done: int, total: int, started: float, out) -> None:
-    rate = done / max(time.monotonic() - started, 1e-6)
-    out.write(f"\r{name}: {100 * done / total:5.1f}%  {done / 1e6:,.1f} / {total / 1e6:,.1f} MB  {rate / 1e6:.1f} MB/s")
-    out.flush()
-
-
-def download(url: str, dest: Path, size: int, sha256: str, out=sys.stderr, chunk: int = 1 << 20) -> Path:
-    """Download `url` to `dest`, resuming a partial `dest.part`, and verify size and SHA-256."""
-    dest = Path(dest)
-    if dest.exists():
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    have = part.stat().st_size if part.exists() else 0
-    if have < size:
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-        try:
-            response = urllib.request.urlopen(request, timeout=60)
-        except (urllib.error.URLError, OSError) as error:
-            raise DataError(f"cannot download {url}: {error}. Use --data-dir or {DATA_DIR_ENV} for a local copy") from None
-        with response:
-            if have and response.status != 206:  # the server ignored the range: start over
-                have = 0
-            if have:
-                out.write(f"resuming {dest.name} at {have / 1e6:,.1f} MB\n")
-            started = time.monotonic()
-            with open(part, "ab" if have else "wb") as f:
-                done = have
-                while block := response.read(chunk):
-                    f.write(block)
-                    done += len(block)
-                    _progress(dest.name, done, size, started, out)
-            out.write("\n")
-    got = part.stat().st_size
-    if got != size:
-        raise DataError(f"{url}: got {got:,} bytes, expected {size:,}; run again to resume ({part} is kept)")
-    digest = hashlib.sha256()
-    with open(part, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    if digest.hexdigest() != sha256:
-        part.unlink()
-        raise DataError(
-            f"{url}: SHA-256 {digest.hexdigest()} does not match the pinned {sha256}; the corrupt download was deleted"
-        )
-    part.replace(dest)
-    return dest
-
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar archive, refusing absolute paths, '..', links and device files."""
-    dest = Path(dest).resolve()
-    try:
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            for member in members:
-                name = member.name
-                if name.startswith(("/", "\\")) or Path(name).is_absolute():
-                    raise DataError(f"{archive}: refusing absolute path {name!r}")
-                if ".." in Path(name).parts:
-                    raise DataError(f"{archive}: refusing path outside the destination {name!r}")
-                if member.issym() or member.islnk():
-                    raise DataError(f"{archive}: refusing link {name!r} -> {member.linkname!r}")
-                if not (member.isfile() or member.isdir()):
-                    raise DataError(f"{archive}: refusing special file {name!r}")
-            tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise DataError(f"{archive}: cannot extract: {error}") from None
-
-
-def fetch(version: str = "v0.02", cache_dir: Path = DEFAULT_CACHE_DIR, out=sys.stderr) -> Path:
-    """The extracted folder of one of ARCHIVES, downloaded and extracted once into `cache_dir`."""
-    if version not in ARCHIVES:
-        raise DataError(f"unknown dataset version {version!r}: choose one of {', '.join(ARCHIVES)}")
-    archive = ARCHIVES[version]
-    folder = Path(cache_dir) / archive.folder
-    complete = folder / ".extracted"
-    if complete.exists():
-        return folder
-    tarball = download(archive.url, Path(cache_dir) / Path(archive.url).name, archive.size, archive.sha256, out)
-    out.write(f"extracting {tarball} into {folder}\n")
-    safe_extract(tarball, folder)
-    complete.touch()
-    return folder
-
-
-def resolve_data_dir(data_dir: str | None, version: str = "v0.02", cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
-    """--data-dir, else $KWS_DATA_DIR, else the official archive downloaded into `cache_dir`."""
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
-    if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_dir():
-            raise DataError(f"data directory {path} does not exist")
-        return path
-    return fetch(version, cache_dir)
-
-
 # ---------------------------------------------------------------- audio
+
+
+def _audio_in(folder: Path, recursive: bool = False) -> list[Path]:
+    try:
+        candidates = folder.rglob("*") if recursive else folder.iterdir()
+        return sorted(p for p in candidates if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    except OSError as error:
+        raise DataError(f"{folder}: cannot list it: {error.strerror}") from None
+
+
+def audio_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The WAV/FLAC/Ogg files of a folder (and below it, when `recursive`), sorted; DataError when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of audio files")
+    files = _audio_in(folder, recursive)
+    if not files:
+        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it" + (" or below it" if recursive else ""))
+    return files
+
+
+def audio_blocks(path: Path, sample_rate: int, block_samples: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Any WAV, FLAC or Ogg file as mono float32 blocks at `sample_rate`, read, mixed down and resampled
+    (soxr, high quality) in bounded memory; the blocks joined equal `read_audio` exactly. Errors, also
+    ones found hours into a file, are DataError naming the file."""
+    import soxr
+
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            rate, heard, sent = f.samplerate, 0, 0
+            resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+            while True:
+                block = f.read(block_samples, dtype="float32", always_2d=True).mean(axis=1)
+                heard += len(block)
+                if not np.all(np.isfinite(block)):
+                    raise DataError(f"{path}: contains NaN or infinite samples")
+                last = len(block) == 0
+                if resampler is not None:
+                    block = resampler.resample_chunk(block, last=last)
+                    if last:  # as librosa.resample's fix_length: exactly ceil(input * ratio) samples
+                        wanted = math.ceil(heard * sample_rate / rate)
+                        block = np.pad(block, (0, max(0, wanted - sent - len(block))))[: max(0, wanted - sent)]
+                sent += len(block)
+                if len(block):
+                    yield np.clip(block, -1.0, 32767 / 32768).astype(np.float32)
+                if last:
+                    break
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read audio: {error}") from None
+    if heard == 0:
+        raise DataError(f"{path}: contains no audio samples")
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Any WAV, FLAC or Ogg file as mono float32 at `sample_rate`; errors name the file."""
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read audio: {error}") from None
-    if audio.size == 0:
-        raise DataError(f"{path}: contains no audio samples")
-    audio = audio.mean(axis=1)
-    if not np.all(np.isfinite(audio)):
-        raise DataError(f"{path}: contains NaN or infinite samples")
-    if rate != sample_rate:
-        import librosa  # only needed for the odd file, and slow to import
-
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-    return np.clip(audio, -1.0, 32767 / 32768).astype(np.float32)
+    return np.concatenate(list(audio_blocks(path, sample_rate)))
 
 
 def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
@@ -255,9 +148,15 @@ def speaker_of(relpath: str) -> str:
 
 
 def read_list(path: Path) -> set[str]:
+    if path.exists() and not path.is_file():
+        raise DataError(f"split list {path} is not a file")
     if not path.is_file():
         raise DataError(f"split list {path} is missing (the official layout has validation_list.txt and testing_list.txt)")
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"split list {path} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def split_of(relpath: str, validation: set[str], testing: set[str]) -> str:
@@ -269,19 +168,31 @@ def split_of(relpath: str, validation: set[str], testing: set[str]) -> str:
     return "training"
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(AUDIO_SUFFIXES))
+def negatives_split(path: Path, folder: Path) -> str:
+    """The split of a file of a negatives folder (audio without any keyword, e.g. ../shared/data/negatives):
+    a quarter each for training (hard-negative mining) and validation (the validation stream), half for
+    testing (the benchmark's streams), drawn from a hash of its path inside the folder, so every tool
+    agrees and a file never serves two of them."""
+    import hashlib
+
+    bucket = int.from_bytes(hashlib.sha256(Path(path).relative_to(folder).as_posix().encode()).digest()[:4], "big") % 4
+    return ("training", "validation", "testing", "testing")[bucket]
+
+
+def split_negatives(folder: Path, split: str) -> list[Path]:
+    """The audio files of a negatives folder (searched recursively) that belong to `split`."""
+    return [p for p in audio_files(folder, recursive=True) if negatives_split(p, folder) == split]
 
 
 def list_words(data_dir: Path) -> dict[str, list[Path]]:
     """Word folder -> its audio files, for a dataset in the official layout."""
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist")
-    words = {
-        d.name: _audio_files(d)
-        for d in sorted(data_dir.iterdir())
-        if d.is_dir() and not d.name.startswith((".", "_"))
-    }
+    try:
+        folders = sorted(d for d in data_dir.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
+    except OSError as error:
+        raise DataError(f"data directory {data_dir} cannot be listed: {error.strerror}") from None
+    words = {d.name: _audio_in(d) for d in folders}
     if not words:
         raise DataError(f"{data_dir} has no word folders: expected the Speech Commands layout (one folder per word)")
     return words
@@ -289,9 +200,10 @@ def list_words(data_dir: Path) -> dict[str, list[Path]]:
 
 def read_background_noise(data_dir: Path, cfg: FeatureConfig) -> list[np.ndarray]:
     folder = data_dir / BACKGROUND_NOISE_DIR
-    files = _audio_files(folder) if folder.is_dir() else []
-    if not files:
-        raise DataError(f"{folder} has no audio: silence clips and noise augmentation are cut from it")
+    try:
+        files = audio_files(folder)
+    except DataError:
+        raise DataError(f"{folder} has no audio: silence clips and noise augmentation are cut from it") from None
     noises = [read_audio(p, cfg.sample_rate) for p in files]
     short = [str(p) for p, n in zip(files, noises) if len(n) < cfg.clip_samples]
     if short:
@@ -384,7 +296,7 @@ def load_test_set(test_dir: Path, labels: list[str], cfg: FeatureConfig, skip_ba
         raise DataError(f"test set directory {test_dir} does not exist")
     items = []
     for folder in sorted(d for d in test_dir.iterdir() if d.is_dir()):
-        for path in _audio_files(folder):
+        for path in _audio_in(folder):
             word = path.name.split("_")[0] if folder.name == UNKNOWN else folder.name
             if folder.name == SILENCE:
                 word = SILENCE

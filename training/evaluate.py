@@ -1,7 +1,10 @@
 """Accuracy of a trained model under Keras (float), LiteRT (int8) and TensorFlow Lite Micro.
 
-    python -m training.evaluate --model RUN/model_int8.tflite --data-dir DIR      # the testing split
-    python -m training.evaluate --model RUN/model_int8.tflite --test-set DIR      # canonical test-set layout
+    python -m training.evaluate --model RUN --data-dir DIR      # the testing split
+    python -m training.evaluate --model RUN --test-set DIR      # canonical test-set layout
+
+RUN is a run folder (or its model_int8.tflite); a generated folder (firmware/src/generated) works too,
+without the float engine, which needs the run's model_float.keras.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import FeatureConfig
+from training.artifact import Artifact, ArtifactError, load_artifact
 from training.data import Clips, DataError, load_dataset, load_test_set, to_float
 from training.features import cached_mfcc, quantize
 
@@ -35,26 +38,25 @@ def scores(truth: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:
     }
 
 
-def engine_outputs(engine: str, run_dir: Path, model_bytes: bytes, features: np.ndarray, io: dict, arena: int) -> np.ndarray:
+def engine_outputs(engine: str, run_dir: Path, artifact: Artifact, features: np.ndarray) -> np.ndarray:
     """Raw outputs (float probabilities, or int8) of one engine for float features (n, frames, coefficients)."""
     from training import quantize as q  # TensorFlow is slow to import; only evaluation needs it
 
     if engine == "float":
-        import keras
+        from training.model import keras
 
         model = keras.models.load_model(run_dir / "model_float.keras")
         return model.predict(features[..., np.newaxis], batch_size=256, verbose=0)
-    inputs = quantize(features, io["input_scale"], io["input_zero_point"])
-    return q.run_litert(model_bytes, inputs) if engine == "int8" else q.run_tflm(model_bytes, inputs, arena)
+    manifest = artifact.manifest
+    inputs = quantize(features, manifest.input.scale, manifest.input.zero_point)
+    return q.run_litert(artifact.model, inputs) if engine == "int8" else q.run_tflm(artifact.model, inputs, manifest.arena_bytes)
 
 
-def evaluate(
-    run_dir: Path, model_bytes: bytes, clips: Clips, labels: list[str], cfg: FeatureConfig, io: dict, arena: int,
-    engines=ENGINES, cache_dir: Path | None = None,
-) -> dict:
+def evaluate(run_dir: Path, artifact: Artifact, clips: Clips, engines=ENGINES, cache_dir: Path | None = None) -> dict:
     """Scores of each engine; where int8 and tflm both ran, whether their outputs are bit-identical."""
-    features = cached_mfcc(to_float(clips.audio), cfg, cache_dir)
-    outputs = {engine: engine_outputs(engine, run_dir, model_bytes, features, io, arena) for engine in engines}
+    labels = list(artifact.manifest.labels)
+    features = cached_mfcc(to_float(clips.audio), artifact.manifest.features, cache_dir)
+    outputs = {engine: engine_outputs(engine, run_dir, artifact, features) for engine in engines}
     results = {engine: scores(clips.labels, np.argmax(out, axis=1), labels) for engine, out in outputs.items()}
     primary = PRIMARY_ENGINE if PRIMARY_ENGINE in results else engines[-1]
     result = {**results[primary], "engine": primary, "engines": results, "skipped_files": clips.skipped}
@@ -86,11 +88,23 @@ def save_confusion(result: dict, labels: list[str], png: Path) -> None:
     plt.close(fig)
 
 
+def load_clips(args, artifact: Artifact) -> Clips:
+    """The clips to score: a canonical test set, or the run's own testing split (the same picks as training)."""
+    manifest = artifact.manifest
+    if args.test_set:
+        return load_test_set(args.test_set, list(manifest.labels), manifest.features, args.skip_bad_audio)
+    report = json.loads((artifact.source / "report.json").read_text())
+    shares = report["dataset"]
+    return load_dataset(args.data_dir, list(manifest.labels), manifest.features, shares["silence_share"],
+                        shares["unknown_share"], report["seed"], args.skip_bad_audio, splits=("testing",),
+                        limit_per_label=shares["limit_per_label"])[0]["testing"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help="RUN/model_int8.tflite (report.json beside it)")
+    parser.add_argument("--model", required=True, type=Path, help="a run folder, its model_int8.tflite, or a generated folder")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-dir", type=Path, help="dataset in the official layout: its testing split is used")
+    source.add_argument("--data-dir", type=Path, help="dataset in the official layout: the run's testing split is used")
     source.add_argument("--test-set", type=Path, help="Google's canonical test-set layout (one folder per label)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of float,int8,tflm")
     parser.add_argument("--skip-bad-audio", action="store_true", help="skip unreadable files and count them")
@@ -98,35 +112,28 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     args = parser.parse_args(argv)
     try:
-        run_dir = args.model.parent
-        report_path = run_dir / "report.json"
-        if not args.model.is_file():
-            raise DataError(f"model {args.model} does not exist")
-        if not report_path.is_file():
-            raise DataError(f"{report_path} is missing: evaluate needs the labels and features of the training run")
-        report = json.loads(report_path.read_text())
+        artifact = load_artifact(args.model)
+        run_dir = artifact.source
         engines = tuple(e for e in args.engines.split(",") if e)
         unknown = [e for e in engines if e not in ENGINES]
         if unknown or not engines:
             raise DataError(f"unknown engine(s) {unknown}: choose from {', '.join(ENGINES)}")
-        labels, cfg = report["labels"], FeatureConfig(**{k: v for k, v in report["features"].items() if k != "n_frames"})
-        if args.test_set:
-            clips = load_test_set(args.test_set, labels, cfg, args.skip_bad_audio)
-        else:
-            shares = report["dataset"]
-            clips = load_dataset(args.data_dir, labels, cfg, shares["silence_share"], shares["unknown_share"],
-                                 report["seed"], args.skip_bad_audio, splits=("testing",),
-                                 limit_per_label=shares["limit_per_label"])[0]["testing"]
-        result = evaluate(run_dir, args.model.read_bytes(), clips, labels, cfg, report["quantization"],
-                          report["arena_bytes"], engines)
-    except DataError as error:
+        if "float" in engines and not (run_dir / "model_float.keras").is_file():
+            raise DataError(f"{run_dir} has no model_float.keras for the float engine: pass --engines int8,tflm")
+        if args.data_dir and not (run_dir / "report.json").is_file():
+            raise DataError(f"{run_dir} is not a run folder: its testing split is unknown; use --test-set")
+        result = evaluate(run_dir, artifact, load_clips(args, artifact), engines)
+        out = args.out or run_dir
+        out.mkdir(parents=True, exist_ok=True)
+        result["source"] = str(args.test_set or args.data_dir)
+        save_confusion(result, list(artifact.manifest.labels), out / "confusion.png")
+        (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    except (DataError, ArtifactError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    result["source"] = str(args.test_set or args.data_dir)
-    save_confusion(result, labels, out / "confusion.png")
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    except OSError as error:
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,19 +1,32 @@
-"""Export a trained model into the PlatformIO firmware project as generated C/C++.
+"""Export a trained model into the PlatformIO firmware project: its manifest, its bytes and generated C/C++.
 
 Writes, under FIRMWARE/src/generated/:
+  kws_manifest.json        the device contract (training/artifact.py), read by every host tool
+  kws_model.tflite         the model
   kws_model_data.h / .cc   the model flatbuffer as an aligned const array
-  kws_settings.h           labels, quantization, feature geometry, arena, op list, detection defaults
+  kws_settings.h           the manifest as C macros: labels, keyword mask, quantization, feature geometry,
+                           arena, op list, detection and device settings (the last two overridable with -D)
   kws_feature_tables.h     Hann window, sparse mel filterbank and DCT matrix (training/features.py)
+
+    python -m training.export RUN [--firmware-dir DIR] [--set detection.detection_threshold=0.6 ...]
+re-exports a trained run, optionally with other detection or device settings.
 """
 from __future__ import annotations
 
-import hashlib
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from training.config import DetectionConfig, FeatureConfig
+from training.artifact import (MANIFEST_FILE, MODEL_FILE, REPO_ROOT, ArtifactError, Manifest, check_model,
+                               load_artifact)
+from training.config import FeatureConfig, with_overrides
 from training.features import feature_tables
 
 GENERATED_DIR = Path("src") / "generated"
@@ -82,26 +95,30 @@ def model_source(model_bytes: bytes, command: str) -> tuple[str, str]:
     return header, source
 
 
-def settings_source(
-    labels: list[str], io: dict, ops: list[str], arena_bytes: int, model_sha256: str,
-    cfg: FeatureConfig, detection: DetectionConfig, command: str,
-) -> str:
-    missing = [op for op in ops if op not in OP_RESOLVER_METHODS]
+def _defines(config) -> str:
+    """`#define KWS_<FIELD> value` for every field of a settings dataclass, each overridable with -D."""
+    return "".join(
+        f"#ifndef KWS_{name.upper()}\n#define KWS_{name.upper()} {value if isinstance(value, int) else _c_float(value)}\n#endif\n"
+        for name, value in asdict(config).items())
+
+
+def settings_source(manifest: Manifest, command: str) -> str:
+    """kws_settings.h: the manifest as C macros (training/artifact.py; kws_manifest.json is its twin)."""
+    missing = [op for op in manifest.ops if op not in OP_RESOLVER_METHODS]
     if missing:
         raise ExportError(
             f"the model uses {', '.join(missing)}, which the firmware's op resolver does not know: "
             "add it to OP_RESOLVER_METHODS in training/export.py"
         )
-    overridable = "".join(
-        f"#ifndef KWS_{name.upper()}\n#define KWS_{name.upper()} {value if isinstance(value, int) else _c_float(value)}\n#endif\n"
-        for name, value in asdict(detection).items()
-    )
+    cfg, labels = manifest.features, manifest.labels
     label_list = ", ".join(f'"{label}"' for label in labels)
-    registrations = " \\\n".join(f"    (resolver).{OP_RESOLVER_METHODS[op]}();" for op in ops)
+    mask = ", ".join("1" if keyword else "0" for keyword in manifest.keyword_mask)
+    registrations = " \\\n".join(f"    (resolver).{OP_RESOLVER_METHODS[op]}();" for op in manifest.ops)
     return (
         _header(command)
         + "#pragma once\n\n"
-        + f'#define KWS_MODEL_SHA256 "{model_sha256}"\n\n'
+        + f'#define KWS_MODEL_SHA256 "{manifest.model_sha256}"\n'
+        + f'#define KWS_MANIFEST_SHA256 "{manifest.digest()}"\n\n'
         + "// Feature geometry (training/config.py FeatureConfig).\n"
         + f"#define KWS_SAMPLE_RATE {cfg.sample_rate}\n"
         + f"#define KWS_CLIP_SAMPLES {cfg.clip_samples}\n"
@@ -114,19 +131,24 @@ def settings_source(
         + f"#define KWS_FRAME_COUNT {cfg.n_frames}\n"
         + f"#define KWS_LOG_FLOOR {_c_float(cfg.log_floor)}\n\n"
         + "// int8 quantization of the model's input (features) and output (probabilities).\n"
-        + f"#define KWS_INPUT_SCALE {_c_float(io['input_scale'])}\n"
-        + f"#define KWS_INPUT_ZERO_POINT {io['input_zero_point']}\n"
-        + f"#define KWS_OUTPUT_SCALE {_c_float(io['output_scale'])}\n"
-        + f"#define KWS_OUTPUT_ZERO_POINT {io['output_zero_point']}\n\n"
+        + f"#define KWS_INPUT_SCALE {_c_float(manifest.input.scale)}\n"
+        + f"#define KWS_INPUT_ZERO_POINT {manifest.input.zero_point}\n"
+        + f"#define KWS_OUTPUT_SCALE {_c_float(manifest.output.scale)}\n"
+        + f"#define KWS_OUTPUT_ZERO_POINT {manifest.output.zero_point}\n\n"
+        + "// Labels in output order; the mask marks the keywords (the recognizer detects only those).\n"
         + f"#define KWS_LABEL_COUNT {len(labels)}\n"
-        + f"#define KWS_LABELS {{{label_list}}}\n\n"
+        + f"#define KWS_LABELS {{{label_list}}}\n"
+        + f"#define KWS_KEYWORD_MASK {{{mask}}}\n"
+        + f"#define KWS_LABELS_TEXT_BYTES {sum(len(label) + 1 for label in labels)}\n\n"
         + "// Smallest arena in which TFLM ran the model (training/quantize.py smallest_arena).\n"
-        + f"#define KWS_ARENA_BYTES {arena_bytes}\n\n"
+        + f"#define KWS_ARENA_BYTES {manifest.arena_bytes}\n\n"
         + "// The op resolver the model needs: `static tflite::MicroMutableOpResolver<KWS_OP_COUNT> r; KWS_REGISTER_OPS(r);`\n"
-        + f"#define KWS_OP_COUNT {len(ops)}\n"
+        + f"#define KWS_OP_COUNT {len(manifest.ops)}\n"
         + f"#define KWS_REGISTER_OPS(resolver) \\\n{registrations}\n\n"
-        + "// Command-recognizer defaults; define any of these at build time to override.\n"
-        + overridable
+        + "// Command-recognizer defaults (DetectionConfig); define any at build time to override.\n"
+        + _defines(manifest.detection)
+        + "\n// Device application settings (AppConfig, training/config.py: why each value); overridable likewise.\n"
+        + _defines(manifest.app)
     )
 
 
@@ -157,21 +179,58 @@ def tables_source(cfg: FeatureConfig, command: str) -> str:
     )
 
 
-def export(
-    firmware_dir: Path, model_bytes: bytes, labels: list[str], io: dict, ops: list[str], arena_bytes: int,
-    cfg: FeatureConfig, detection: DetectionConfig, command: str,
-) -> list[Path]:
-    """Write the generated sources into `firmware_dir`; returns their paths."""
-    out = Path(firmware_dir) / GENERATED_DIR
+def export(generated_dir: Path, manifest: Manifest, model: bytes, command: str) -> list[Path]:
+    """Write the manifest, the model and the C sources made from them into `generated_dir`; returns the paths.
+
+    Every file is written beside the others first and then renamed into place, so an interrupted export
+    never leaves a folder whose parts describe different models."""
+    check_model(manifest, model, "the model to export")
+    out = Path(generated_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sha = hashlib.sha256(model_bytes).hexdigest()
-    model_h, model_cc = model_source(model_bytes, command)
-    files = {
+    model_h, model_cc = model_source(model, command)
+    texts = {
+        MANIFEST_FILE: json.dumps({"generated_by": command, **manifest.to_dict()}, indent=2) + "\n",
         "kws_model_data.h": model_h,
         "kws_model_data.cc": model_cc,
-        "kws_settings.h": settings_source(labels, io, ops, arena_bytes, sha, cfg, detection, command),
-        "kws_feature_tables.h": tables_source(cfg, command),
+        "kws_settings.h": settings_source(manifest, command),
+        "kws_feature_tables.h": tables_source(manifest.features, command),
     }
-    for name, text in files.items():
-        (out / name).write_text(text)
-    return [out / name for name in files]
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
+        (Path(scratch) / MODEL_FILE).write_bytes(model)
+        for name, text in texts.items():
+            (Path(scratch) / name).write_text(text)
+        for name in (MODEL_FILE, *texts):
+            os.replace(Path(scratch) / name, out / name)
+    return [out / name for name in (MODEL_FILE, *texts)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a trained model into a firmware project, optionally with "
+                                                 "other detection or device settings.")
+    parser.add_argument("source", type=Path, help="a run folder (report.json + model_int8.tflite) or a generated folder")
+    parser.add_argument("--firmware-dir", type=Path, default=REPO_ROOT / "firmware",
+                        help="PlatformIO project to export into (default firmware/): its src/generated")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                        help="change a detection or app setting, e.g. detection.detection_threshold=0.6 "
+                             "or app.inference_every_hops=5 (repeatable)")
+    args = parser.parse_args(argv)
+    command = "python -m training.export " + shlex.join(sys.argv[1:] if argv is None else list(map(str, argv)))
+    try:
+        artifact = load_artifact(args.source)
+        manifest = artifact.manifest
+        settings = with_overrides({"detection": manifest.detection, "app": manifest.app}, args.settings)
+        manifest = manifest.with_settings(**settings)
+        manifest.detection.check()
+        manifest.app.check()
+        paths = export(args.firmware_dir / GENERATED_DIR, manifest, artifact.model, command)
+    except (ArtifactError, ExportError, ValueError, OSError) as error:
+        print(f"export: error: {error}", file=sys.stderr)
+        return 2
+    for line in artifact.manifest.differences(manifest):
+        print(f"  changed {line}")
+    print("\n".join(f"wrote {path}" for path in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

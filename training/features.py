@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -19,6 +20,7 @@ import numpy as np
 import scipy.fft
 
 from training.config import FeatureConfig
+from training.data import DataError
 
 
 def mfcc(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
@@ -100,13 +102,25 @@ def cached_mfcc(audio: np.ndarray, cfg: FeatureConfig, cache_dir: Path | None) -
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     digest.update(np.ascontiguousarray(audio).tobytes())
     path = Path(cache_dir) / f"mfcc-{digest.hexdigest()[:24]}.npy"
+    expected = (*audio.shape[:-1], cfg.n_frames, cfg.n_mfcc)
     if path.exists():
-        return np.load(path)
+        try:
+            features = np.load(path)
+            if features.shape == expected and features.dtype == np.float32:
+                return features
+        except (OSError, ValueError, EOFError):
+            pass
+        print(f"feature cache {path} is damaged (not the {expected} float32 array its name promises): rebuilding it",
+              file=sys.stderr, flush=True)
     features = mfcc_parallel(audio, cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary name of this writer's own: runs sharing the cache may write the same entry at once.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, features)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A temporary name of this writer's own: runs sharing the cache may write the same entry at once.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, features)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise DataError(f"cannot write the feature cache in {path.parent}: {error.strerror} "
+                        "(choose a writable --cache-dir)") from None
     return features

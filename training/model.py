@@ -1,10 +1,12 @@
 """Model architectures, all built by one code path, and their size figures."""
 from __future__ import annotations
 
-import keras
-from keras import layers
+from training.config import ARCHITECTURES, FeatureConfig
+from training.quiet import import_tensorflow
 
-from training.config import FeatureConfig
+import_tensorflow()  # before Keras, which imports TensorFlow: without its start-up chatter
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
 
 
 def batch_norm():
@@ -45,7 +47,7 @@ def tiny_conv(inputs, n_classes: int) -> keras.layers.Layer:
     return classifier(x, n_classes)
 
 
-ARCHITECTURES = {
+BUILDERS = {
     # Ours: 46 filters keep int8 weights at ~57% of mlperf_dscnn's.
     "dscnn": lambda inputs, n: ds_cnn(inputs, n, filters=46, blocks=4),
     # MLPerf Tiny's keyword-spotting reference: 64 filters, four blocks.
@@ -56,22 +58,7 @@ ARCHITECTURES = {
 
 def build_model(arch: str, n_classes: int, cfg: FeatureConfig = FeatureConfig(), batch_size: int | None = None) -> keras.Model:
     """`batch_size=1` gives the static shapes a microcontroller model needs (no SHAPE/PACK ops)."""
-    if arch not in ARCHITECTURES:
+    if arch not in ARCHITECTURES or arch not in BUILDERS:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     inputs = keras.Input(shape=(cfg.n_frames, cfg.n_mfcc, 1), batch_size=batch_size, name="mfcc")
-    return keras.Model(inputs, ARCHITECTURES[arch](inputs, n_classes), name=arch)
-
-
-def multiply_accumulates(model: keras.Model) -> int:
-    """Multiply-accumulates of one inference, counted per layer as the int8 kernels perform them."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.DepthwiseConv2D):
-            _, h, w, c = layer.output.shape
-            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
-        elif isinstance(layer, layers.Conv2D):
-            _, h, w, c = layer.output.shape
-            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
-        elif isinstance(layer, layers.Dense):
-            total += layer.input.shape[-1] * layer.units
-    return int(total)
+    return keras.Model(inputs, BUILDERS[arch](inputs, n_classes), name=arch)

@@ -2,7 +2,7 @@
 
 #include <PDM.h>
 
-#include "app_config.h"
+#include "kws_settings.h"
 
 namespace {
 

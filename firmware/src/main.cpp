@@ -5,7 +5,6 @@
 // this file only gives it the Arduino and TFLM calls.
 #include <Arduino.h>
 
-#include "app_config.h"
 #include "audio_provider.h"
 #include "kws_pipeline.h"
 #include "model_runner.h"
@@ -23,9 +22,11 @@ uint32_t g_last_error_ms = 0;
 uint32_t g_led_off_ms = 0;
 bool g_led_on = false;
 
-bool invoke(void *, const int8_t *features, int8_t *scores)
+bool invoke(void *, const int8_t *features, size_t feature_count, int8_t *scores, size_t score_count)
 {
-    return model_runner_invoke(features, scores);
+    // model_runner_begin checked the model's tensors against these sizes
+    return feature_count == KWS_FEATURE_WINDOW_SIZE && score_count == KWS_LABEL_COUNT &&
+           model_runner_invoke(features, scores);
 }
 
 uint32_t now_ms(void *)
@@ -62,7 +63,7 @@ void set_led(bool on)
 
 void setup()
 {
-    Serial.begin(115200);
+    Serial.begin(115200);  // the only begin: model_runner.cpp leaves out TFLM's InitializeTarget (a second one)
     uint32_t start = millis();
     while (!Serial && millis() - start < 3000) {  // wait briefly for a monitor, never forever
     }
@@ -70,7 +71,8 @@ void setup()
     set_led(false);
     Serial.print("kws-mcu keyword spotter, Arduino Nano 33 BLE Sense\r\n");  // not a record: parsers skip it
     const kws_pipeline_platform platform = {invoke, now_ms, now_us, send, nullptr};
-    const kws_pipeline_config config = {kws_recognizer_default_config(), KWS_INFERENCE_EVERY_HOPS, KWS_STAT_PERIOD_MS};
+    const kws_pipeline_config config = {kws_recognizer_default_config(), KWS_INFERENCE_EVERY_HOPS, KWS_STAT_PERIOD_MS,
+                                       KWS_PDM_GAIN};
     const char *message = nullptr;
     kws_status status = kws_pipeline_init(&g_pipeline, g_ring_storage, KWS_AUDIO_RING_SAMPLES, &config, &platform,
                                           &message);  // sends BOOT

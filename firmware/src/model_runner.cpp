@@ -1,19 +1,17 @@
+// Plain TFLM, no Arduino header: the same file runs on the board and under QEMU (firmware/qemu/).
 #include "model_runner.h"
 
-#include <Chirale_TensorFlowLite.h>
 #include <string.h>
 
-#include "app_config.h"
 #include "feature_window.h"
 #include "kws_model_data.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace {
 
-constexpr size_t kArenaBytes = KWS_ARENA_BYTES + KWS_ARENA_MARGIN_BYTES;  // why: app_config.h
+constexpr size_t kArenaBytes = KWS_ARENA_BYTES + KWS_ARENA_MARGIN_BYTES;  // why: training/config.py AppConfig
 alignas(16) uint8_t g_arena[kArenaBytes];
 tflite::MicroInterpreter *g_interpreter = nullptr;
 
@@ -37,7 +35,8 @@ bool quantized_as(const TfLiteTensor *tensor, float scale, int zero_point)
 
 kws_status model_runner_begin(const char **message)
 {
-    tflite::InitializeTarget();
+    // No tflite::InitializeTarget(): the library's opens Serial again at 9600 baud and waits up to 4 s
+    // for a monitor. main.cpp has opened Serial already, which is all TFLM's DebugLog needs.
     const tflite::Model *model = tflite::GetModel(g_kws_model);
     if (model->version() != TFLITE_SCHEMA_VERSION) {
         *message = "model: flatbuffer schema version differs from the TFLM library's";

@@ -2,6 +2,7 @@
 #pragma once
 
 #define KWS_MODEL_SHA256 "2e7714afb505e93ba221b76dcd83b29c81f372682fc2d244763292437aea76de"
+#define KWS_MANIFEST_SHA256 "af0bb6ba452b789126f6fcfdd210535e483990659904a33b745a1eab777ddb02"
 
 // Feature geometry (training/config.py FeatureConfig).
 #define KWS_SAMPLE_RATE 16000
@@ -21,8 +22,11 @@
 #define KWS_OUTPUT_SCALE 0.00390625f
 #define KWS_OUTPUT_ZERO_POINT -128
 
+// Labels in output order; the mask marks the keywords (the recognizer detects only those).
 #define KWS_LABEL_COUNT 12
 #define KWS_LABELS {"_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"}
+#define KWS_KEYWORD_MASK {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+#define KWS_LABELS_TEXT_BYTES 61
 
 // Smallest arena in which TFLM ran the model (training/quantize.py smallest_arena).
 #define KWS_ARENA_BYTES 18736
@@ -36,7 +40,7 @@
     (resolver).AddReshape(); \
     (resolver).AddSoftmax();
 
-// Command-recognizer defaults; define any of these at build time to override.
+// Command-recognizer defaults (DetectionConfig); define any at build time to override.
 #ifndef KWS_AVERAGE_WINDOW_MS
 #define KWS_AVERAGE_WINDOW_MS 1000
 #endif
@@ -48,4 +52,30 @@
 #endif
 #ifndef KWS_MINIMUM_COUNT
 #define KWS_MINIMUM_COUNT 3
+#endif
+
+// Device application settings (AppConfig, training/config.py: why each value); overridable likewise.
+#ifndef KWS_INFERENCE_EVERY_HOPS
+#define KWS_INFERENCE_EVERY_HOPS 10
+#endif
+#ifndef KWS_AUDIO_RING_SAMPLES
+#define KWS_AUDIO_RING_SAMPLES 4096
+#endif
+#ifndef KWS_PDM_BLOCK_SAMPLES
+#define KWS_PDM_BLOCK_SAMPLES 256
+#endif
+#ifndef KWS_PDM_GAIN
+#define KWS_PDM_GAIN 20
+#endif
+#ifndef KWS_ARENA_MARGIN_BYTES
+#define KWS_ARENA_MARGIN_BYTES 4096
+#endif
+#ifndef KWS_STAT_PERIOD_MS
+#define KWS_STAT_PERIOD_MS 5000
+#endif
+#ifndef KWS_ERROR_REPEAT_MS
+#define KWS_ERROR_REPEAT_MS 2000
+#endif
+#ifndef KWS_LED_ON_MS
+#define KWS_LED_ON_MS 1000
 #endif

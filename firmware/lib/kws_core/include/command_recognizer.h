@@ -2,7 +2,7 @@
 // rules of TFLM micro_speech's RecognizeCommands, made precise:
 //  * a result at time t is in the window at time `now` while now - t <= average_window_ms;
 //  * no decision until the window holds at least minimum_count results;
-//  * the keyword (any label but _silence_ and _unknown_) with the highest average probability
+//  * the keyword (a label marked in KWS_KEYWORD_MASK) with the highest average probability
 //    (ties: the lower label index) is detected when that average >= detection_threshold;
 //  * after a detection at time T nothing is detected while now - T < suppression_ms;
 //  * timestamps must not decrease (equal is fine); one that does is rejected with
@@ -45,7 +45,6 @@ typedef struct {
 
 typedef struct {
     kws_recognizer_config config;
-    bool is_keyword[KWS_LABEL_COUNT];
     kws_recognizer_entry history[KWS_RECOGNIZER_CAPACITY];  // circular, oldest at `oldest`
     uint32_t oldest;
     uint32_t count;

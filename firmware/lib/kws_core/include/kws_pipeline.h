@@ -22,13 +22,15 @@
 extern "C" {  // the Arduino edge is C++
 #endif
 
-// The BOOT record is the longest line, about 250 characters with 12 labels.
-#define KWS_PIPELINE_LINE_BYTES 320
+// The BOOT record is the longest line: about 280 characters and the labels.
+#define KWS_PIPELINE_LINE_BYTES (320 + KWS_LABELS_TEXT_BYTES)
 
 typedef struct {
-    // One inference on KWS_FEATURE_WINDOW_SIZE int8 features into KWS_LABEL_COUNT int8 scores;
-    // false when it failed (reported as ERR code=8, and the loop goes on).
-    bool (*invoke)(void *context, const int8_t *features, int8_t *scores);
+    // One inference on `feature_count` (KWS_FEATURE_WINDOW_SIZE) int8 features into `score_count`
+    // (KWS_LABEL_COUNT) int8 scores; false when it failed or the sizes are not the model's (reported
+    // as ERR code=8, and the loop goes on). The sizes are passed so no callee trusts an unchecked one.
+    bool (*invoke)(void *context, const int8_t *features, size_t feature_count, int8_t *scores,
+                   size_t score_count);
     uint32_t (*now_ms)(void *context);  // device time: DET t=, STAT up_ms and period, recognizer
     uint32_t (*now_us)(void *context);  // for durations only (modular differences)
     void (*send)(void *context, const char *line);  // one complete record, without "\r\n"
@@ -39,6 +41,7 @@ typedef struct {
     kws_recognizer_config recognizer;
     uint32_t inference_every_hops;  // >= 1
     uint32_t stat_period_ms;        // >= 1
+    uint32_t microphone_gain;       // reported in BOOT; the audio source applies it
 } kws_pipeline_config;
 
 // Sums since the last STAT record.

@@ -16,7 +16,7 @@
 extern "C" {  // the Arduino edge is C++
 #endif
 
-#define KWS_PROTOCOL_VERSION 1
+#define KWS_PROTOCOL_VERSION 2
 
 typedef struct {
     uint32_t uptime_ms;
@@ -29,9 +29,17 @@ typedef struct {
 
 // On success each returns KWS_OK and stores the line's length in *length (may be NULL).
 
-// Protocol version, model hash, labels, feature settings, quantization, recognizer settings.
-kws_status kws_format_boot(char *buf, size_t size, const kws_recognizer_config *config,
-                           size_t *length);
+// What BOOT reports besides the exported constants: the settings in use, which a build flag or the
+// application may have changed from the exported defaults.
+typedef struct {
+    const kws_recognizer_config *recognizer;
+    uint32_t inference_every_hops;
+    uint32_t microphone_gain;
+} kws_boot_settings;
+
+// Protocol version, model and manifest hashes, labels, feature settings, quantization, and the
+// recognizer, cadence and microphone settings in use.
+kws_status kws_format_boot(char *buf, size_t size, const kws_boot_settings *settings, size_t *length);
 
 kws_status kws_format_detection(char *buf, size_t size, uint32_t time_ms, int label, float score,
                                 uint32_t inference_us, size_t *length);

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-static const char *const kLabels[KWS_LABEL_COUNT] = KWS_LABELS;
+static const bool kIsKeyword[KWS_LABEL_COUNT] = KWS_KEYWORD_MASK;
 
 kws_recognizer_config kws_recognizer_default_config(void)
 {
@@ -24,10 +24,6 @@ kws_status kws_recognizer_init(kws_recognizer *recognizer, const kws_recognizer_
     }
     memset(recognizer, 0, sizeof(*recognizer));
     recognizer->config = *config;
-    for (int i = 0; i < KWS_LABEL_COUNT; ++i) {
-        recognizer->is_keyword[i] =
-            strcmp(kLabels[i], "_silence_") != 0 && strcmp(kLabels[i], "_unknown_") != 0;
-    }
     return KWS_OK;
 }
 
@@ -71,7 +67,7 @@ kws_status kws_recognizer_process(kws_recognizer *recognizer, const int8_t score
     }
     int32_t best_sum = 0;
     for (int label = 0; label < KWS_LABEL_COUNT; ++label) {
-        if (!recognizer->is_keyword[label]) {
+        if (!kIsKeyword[label]) {
             continue;
         }
         int32_t sum = 0;

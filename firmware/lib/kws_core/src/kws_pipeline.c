@@ -50,7 +50,8 @@ kws_status kws_pipeline_init(kws_pipeline *pipeline, int16_t *ring_storage, size
                            status);
     }
     pipeline->stats.since_ms = platform->now_ms(platform->context);
-    send_if_formatted(pipeline, kws_format_boot(pipeline->line, sizeof(pipeline->line), &config->recognizer, NULL));
+    const kws_boot_settings boot = {&config->recognizer, config->inference_every_hops, config->microphone_gain};
+    send_if_formatted(pipeline, kws_format_boot(pipeline->line, sizeof(pipeline->line), &boot, NULL));
     return KWS_OK;
 }
 
@@ -84,7 +85,8 @@ static bool infer(kws_pipeline *pipeline)
     int8_t scores[KWS_LABEL_COUNT];
     const kws_pipeline_platform *platform = &pipeline->platform;
     uint32_t start = now_us(pipeline);
-    bool ok = platform->invoke(platform->context, pipeline->window.data, scores);
+    bool ok = platform->invoke(platform->context, pipeline->window.data, sizeof(pipeline->window.data), scores,
+                               sizeof(scores));
     uint32_t elapsed_us = now_us(pipeline) - start;
     pipeline->frames_since_inference = 0;
     if (!ok) {

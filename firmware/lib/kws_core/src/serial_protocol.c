@@ -53,37 +53,41 @@ static kws_status line_finish(line_writer *line, size_t *length)
     return KWS_OK;
 }
 
-// Labels are values in `key=value` and items of a comma list: only [A-Za-z0-9_-] keeps every
-// line splittable on ' ', '=' and ',' without quoting.
-static bool is_token(const char *text)
+// Labels are values in `key=value` and items of a comma list. Their characters ([A-Za-z0-9_'-] and
+// single spaces, training/config.py check_label) keep every line splittable on ' ', '=' and ','
+// once a space is sent as '+' ("hey nano" -> hey+nano).
+static bool append_label(line_writer *line, const char *label)
 {
-    if (*text == '\0') {
+    if (*label == '\0') {
         return false;
     }
-    for (; *text != '\0'; ++text) {
-        char c = *text;
+    for (; *label != '\0'; ++label) {
+        char c = *label;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-')) {
+              c == '_' || c == '-' || c == '\'' || c == ' ')) {
             return false;
         }
+        line_append(line, "%c", c == ' ' ? '+' : c);
     }
     return true;
 }
 
-kws_status kws_format_boot(char *buf, size_t size, const kws_recognizer_config *config,
-                           size_t *length)
+kws_status kws_format_boot(char *buf, size_t size, const kws_boot_settings *settings, size_t *length)
 {
     line_writer line;
-    if (config == NULL || line_start(&line, buf, size, "BOOT") != KWS_OK) {
+    if (settings == NULL || settings->recognizer == NULL || line_start(&line, buf, size, "BOOT") != KWS_OK) {
         return KWS_ERR_INVALID_ARGUMENT;
     }
-    line_append(&line, " proto=%d model=%.16s labels=", KWS_PROTOCOL_VERSION, KWS_MODEL_SHA256);
+    line_append(&line, " proto=%d model=%.16s manifest=%.16s labels=", KWS_PROTOCOL_VERSION, KWS_MODEL_SHA256,
+                KWS_MANIFEST_SHA256);
     for (int i = 0; i < KWS_LABEL_COUNT; ++i) {
-        if (!is_token(kLabels[i])) {
+        if (i > 0) {
+            line_append(&line, ",");
+        }
+        if (!append_label(&line, kLabels[i])) {
             buf[0] = '\0';
             return KWS_ERR_INVALID_ARGUMENT;
         }
-        line_append(&line, i == 0 ? "%s" : ",%s", kLabels[i]);
     }
     line_append(&line, " rate=%d window=%d hop=%d fft=%d mels=%d mfcc=%d frames=%d",
                 KWS_SAMPLE_RATE, KWS_WINDOW_SAMPLES, KWS_HOP_SAMPLES, KWS_FFT_SIZE,
@@ -91,9 +95,11 @@ kws_status kws_format_boot(char *buf, size_t size, const kws_recognizer_config *
     line_append(&line, " in_scale=%.9g in_zp=%d out_scale=%.9g out_zp=%d",
                 (double)KWS_INPUT_SCALE, KWS_INPUT_ZERO_POINT, (double)KWS_OUTPUT_SCALE,
                 KWS_OUTPUT_ZERO_POINT);
-    line_append(&line, " avg_ms=%lu threshold=%.9g suppress_ms=%lu min_count=%lu",
+    const kws_recognizer_config *config = settings->recognizer;
+    line_append(&line, " avg_ms=%lu threshold=%.9g suppress_ms=%lu min_count=%lu every=%lu gain=%lu",
                 (unsigned long)config->average_window_ms, (double)config->detection_threshold,
-                (unsigned long)config->suppression_ms, (unsigned long)config->minimum_count);
+                (unsigned long)config->suppression_ms, (unsigned long)config->minimum_count,
+                (unsigned long)settings->inference_every_hops, (unsigned long)settings->microphone_gain);
     return line_finish(&line, length);
 }
 
@@ -101,12 +107,15 @@ kws_status kws_format_detection(char *buf, size_t size, uint32_t time_ms, int la
                                 uint32_t inference_us, size_t *length)
 {
     line_writer line;
-    if (label < 0 || label >= KWS_LABEL_COUNT || !is_token(kLabels[label]) ||
-        line_start(&line, buf, size, "DET") != KWS_OK) {
+    if (label < 0 || label >= KWS_LABEL_COUNT || line_start(&line, buf, size, "DET") != KWS_OK) {
         return KWS_ERR_INVALID_ARGUMENT;
     }
-    line_append(&line, " t=%lu label=%s score=%.3f us=%lu", (unsigned long)time_ms, kLabels[label],
-                (double)score, (unsigned long)inference_us);
+    line_append(&line, " t=%lu label=", (unsigned long)time_ms);
+    if (!append_label(&line, kLabels[label])) {
+        buf[0] = '\0';
+        return KWS_ERR_INVALID_ARGUMENT;
+    }
+    line_append(&line, " score=%.3f us=%lu", (double)score, (unsigned long)inference_us);
     return line_finish(&line, length);
 }
 

@@ -1,0 +1,55 @@
+"""The one way a run folder is written: everything goes into a scratch folder beside it, which becomes
+the run folder only when the run is complete. An interrupted run leaves the previous run untouched
+(and its scratch folder removed); a complete rerun replaces the whole folder, so no stale file of an
+older run survives; an existing run is never replaced without --overwrite."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be written, naming it and what to do."""
+
+
+def check_free(run_dir: Path, overwrite: bool) -> None:
+    """Before any work: refuse an existing, non-empty run folder unless `overwrite`; check it can be written."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"--out {run_dir} is a file, not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise RunFolderError(f"--out {run_dir} already holds a run: pass --overwrite to replace it once this run "
+                             "completes, or choose another --out")
+    require_writable(run_dir.parent, f"--out {run_dir}")
+
+
+def require_writable(folder: Path, option: str) -> None:
+    """`folder` exists (created if need be) and can be written; RunFolderError naming `option` otherwise."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"{option}: cannot create {folder}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{option}: {folder} is not writable")
+
+
+@contextlib.contextmanager
+def writing(run_dir: Path, overwrite: bool):
+    """Yields a scratch folder; on success it replaces `run_dir`, on any failure it is removed."""
+    run_dir = Path(run_dir)
+    check_free(run_dir, overwrite)
+    scratch = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    old = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
+    if run_dir.exists():
+        run_dir.rename(old)
+    scratch.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
