@@ -84,9 +84,10 @@ def describe(point: dict) -> str:
             f"{point['minimum_count']}, suppression {point['suppression_ms']} ms")
 
 
-def record_stream(artifact, audio: list[Path], device_log: Path | None = None, gap_s: float = 0.0):
+def record_stream(artifact, audio: list[Path], device_log: Path | None = None, gap_s: float = 0.0,
+                  skip_bad_audio: bool = False):
     """The model artifact over audio files through the device simulator (the core built for it, TFLM's
-    runtime): (every inference's (device ms, int8 outputs), seconds of audio, the device's detections as
+    runtime): (every inference's (device ms, int8 outputs), the simulator's figures, the device's detections as
     (s, label)). The serial output goes to `device_log` when given."""
     from host_tools import simulate
     from host_tools.protocol import Detection, parse_line
@@ -101,7 +102,8 @@ def record_stream(artifact, audio: list[Path], device_log: Path | None = None, g
             super().line(text)
 
     outputs = Collect(device_log, False, None)
-    figures = simulate.simulate(artifact, list(audio), outputs, simulate.StreamOptions(gap_s=gap_s), record)
+    figures = simulate.simulate(artifact, list(audio), outputs,
+                                simulate.StreamOptions(gap_s=gap_s, skip_bad_audio=skip_bad_audio), record)
     outputs.close()
     detections = [(r.time_ms / 1000, r.label) for r in map(parse_line, map(bytes.decode, lines))
                   if isinstance(r, Detection)]

@@ -39,7 +39,7 @@ import numpy as np
 from host_tools.arguments import positive_number, positive_seconds, seconds
 from host_tools.c_build import FirmwareBuildError
 from host_tools.core import Pipeline, load_core
-from host_tools.protocol import Boot, boot_differences, parse_line
+from host_tools.protocol import boot_differences, parse_line
 from host_tools.pty_port import Outputs, PortError, PseudoTerminal
 from training.artifact import FIRMWARE_GENERATED_DIR, Artifact, ArtifactError, load_artifact
 from training.data import AUDIO_SUFFIXES, DataError, audio_blocks, audio_files, to_int16

@@ -117,19 +117,22 @@ def negative_pools(data_dir: Path, clips: dict[str, list[Path]], keywords: list[
 
 def build_stream(data_dir: Path, keyword: str, negatives: list[Path] = (), duration_s: float = 1200.0,
                  keyword_count: int = 50, snr_db: tuple[float, ...] = (20.0, 15.0, 10.0), noise_dbfs: float = -50.0,
-                 seed: int = 1, skip_bad: bool = False, split: str = "testing", keywords: tuple[str, ...] = ()) -> Stream:
+                 seed: int = 1, skip_bad: bool = False, split: str = "testing", keywords: tuple[str, ...] = (),
+                 keyword_clips: list[Path] | None = None) -> Stream:
     """Keyword occurrence i is centred near (i + 0.5) * duration / keyword_count (jittered); negatives fill
     the time between keywords, KEYWORD_CLEARANCE_S away from them, each followed by a gap of background.
-    An unreadable negative stops with its name, or with `skip_bad` is listed in Stream.skipped and another
-    is drawn (as training's --skip-bad-audio)."""
+    The keyword clips are the split's recordings of it, or `keyword_clips` (training's validation split,
+    which may hold synthetic ones). An unreadable negative stops with its name, or with `skip_bad` is listed
+    in Stream.skipped and another is drawn (as training's --skip-bad-audio)."""
     from training.data import DataError, read_audio
 
     rng = np.random.default_rng(seed)
     clips = split_clips(data_dir, split)
-    if not clips.get(keyword):
+    placed = list(keyword_clips) if keyword_clips is not None else clips.get(keyword, [])
+    if not placed:
         raise DataError(f"{data_dir}: no {split}-split clips of the keyword {keyword!r}")
-    keyword_paths = [clips[keyword][i] for i in np.concatenate(
-        [rng.permutation(len(clips[keyword])) for _ in range(-(-keyword_count // len(clips[keyword])))])][:keyword_count]
+    keyword_paths = [placed[i] for i in np.concatenate(
+        [rng.permutation(len(placed)) for _ in range(-(-keyword_count // len(placed)))])][:keyword_count]
     # every keyword of the model (`keywords`) is kept out of the negatives, not only the one placed
     pools = negative_pools(data_dir, clips, [keyword, *keywords], negatives, split)
     interval = duration_s / keyword_count
@@ -171,8 +174,7 @@ def build_stream(data_dir: Path, keyword: str, negatives: list[Path] = (), durat
         place(clip, start, "keyword", keyword, path)
         cursor = start + len(clip) + round(KEYWORD_CLEARANCE_S * RATE)
     fill_negatives(cursor, samples, pools, rng, place, read_negative)
-    peak = 32767 / 32768
-    return Stream(np.round(np.clip(audio, -1.0, peak) * 32768).astype(np.int16), events, background, skipped)
+    return Stream(np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16), events, background, skipped)
 
 
 def fill_negatives(start: int, stop: int, pools: dict, rng: np.random.Generator, place, read_negative) -> None:

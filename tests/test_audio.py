@@ -7,7 +7,9 @@ import soundfile
 
 from conftest import run_module
 from training.config import FeatureConfig, labels_for
-from training.data import DataError, fit_length, load_dataset, load_test_set, read_audio, read_clips
+from training.augment import NoiseBank
+from training.data import DataError, fit_length, read_audio
+from training.dataset import load_dataset, load_test_set, plan_splits
 
 CFG = FeatureConfig()
 
@@ -65,15 +67,16 @@ def test_empty_file_is_named(tmp_path):
         read_audio(path, 16000)
 
 
-def test_bad_files_fail_by_default_or_are_skipped_and_counted(shared_data, tmp_path):
-    good = shared_data / "micro_speech_testdata" / "no_1000ms.wav"
-    bad = tmp_path / "broken.flac"
+def test_bad_files_fail_by_default_or_are_skipped_and_counted(small_dataset, tmp_path):
+    bad = small_dataset / "yes" / "broken_nohash_0.flac"
     bad.write_bytes(b"fLaC but not really")
-    with pytest.raises(DataError, match="broken.flac: cannot read audio.*--skip-bad-audio"):
-        read_clips([good, bad], CFG)
-    audio, kept, errors = read_clips([good, bad, good], CFG, skip_bad=True)
-    assert audio.shape == (2, 16000) and kept == [0, 2]
-    assert len(errors) == 1 and "broken.flac" in errors[0]
+    labels = labels_for("wakeword", ["yes"])
+    with pytest.raises(DataError, match="broken_nohash_0.flac: cannot read audio.*--skip-bad-audio"):
+        load_dataset(small_dataset, labels, CFG, tmp_path / "cache", splits=("training",))
+    dataset = load_dataset(small_dataset, labels, CFG, tmp_path / "cache", splits=("training",), skip_bad=True)
+    training = dataset.splits["training"]
+    assert training.counts(labels)["yes"] == 20 and len(training.skipped) == 1 and "broken_nohash_0" in training.skipped[0]
+    assert training.audio[np.arange(len(training))].shape == (len(training), 16000)
 
 
 @pytest.fixture
@@ -92,37 +95,38 @@ def small_dataset(mini_set, tmp_path):
 def test_dataset_errors_name_the_problem(small_dataset):
     labels = labels_for("wakeword", ["yes"])
     with pytest.raises(DataError, match="keyword 'marvin' is not a word folder in .*words with clips: bed, no, yes"):
-        load_dataset(small_dataset, labels_for("wakeword"), CFG)
+        plan_splits(small_dataset, labels_for("wakeword"), CFG)
     (small_dataset / "marvin").mkdir()
     with pytest.raises(DataError, match="keyword 'marvin' is an empty folder"):
-        load_dataset(small_dataset, labels_for("wakeword"), CFG)
+        plan_splits(small_dataset, labels_for("wakeword"), CFG)
     with pytest.raises(DataError, match="the validation split has no clips of yes"):
-        load_dataset(small_dataset, labels, CFG)
+        plan_splits(small_dataset, labels, CFG)
     (small_dataset / "testing_list.txt").unlink()
     with pytest.raises(DataError, match="testing_list.txt is missing"):
-        load_dataset(small_dataset, labels, CFG)
+        plan_splits(small_dataset, labels, CFG)
     with pytest.raises(DataError, match="does not exist"):
-        load_dataset(small_dataset / "nope", labels, CFG)
+        plan_splits(small_dataset / "nope", labels, CFG)
 
 
 def test_missing_background_noise_is_named(small_dataset):
     for clip in (small_dataset / "_background_noise_").iterdir():
         clip.unlink()
     with pytest.raises(DataError, match="_background_noise_ has no audio"):
-        load_dataset(small_dataset, labels_for("wakeword", ["yes"]), CFG)
+        plan_splits(small_dataset, labels_for("wakeword", ["yes"]), CFG)
 
 
-def test_canonical_test_set_layout(shared_data):
+def test_canonical_test_set_layout(shared_data, tmp_path):
     test_set = shared_data / "speech_commands_test_set_v0.02_mini"
-    clips = load_test_set(test_set, labels_for("kws12"), CFG)
-    assert len(clips) == 570 and clips.audio.shape == (570, 16000)  # 570 clips and a LICENSE
+    bank = NoiseBank.of([np.zeros(16000, np.float32)])
+    clips = load_test_set(test_set, labels_for("kws12"), CFG, tmp_path, bank).splits["testing"]
+    assert len(clips) == 570 and clips.audio[np.arange(570)].shape == (570, 16000)  # 570 clips and a LICENSE
     counts = clips.counts(labels_for("kws12"))
     assert counts["_silence_"] == len(list((test_set / "_silence_").iterdir()))
     # a wake word found among _unknown_'s <word>_... files keeps its label; the core words become unknown
-    wake = load_test_set(test_set, labels_for("wakeword", ["yes", "bird"]), CFG)
+    wake = load_test_set(test_set, labels_for("wakeword", ["yes", "bird"]), CFG, tmp_path, bank).splits["testing"]
     assert wake.counts(labels_for("wakeword", ["yes", "bird"]))["bird"] == len(list((test_set / "_unknown_").glob("bird_*")))
     with pytest.raises(DataError, match="has no clips of marvinx"):
-        load_test_set(test_set, labels_for("wakeword", ["marvinx"]), CFG)
+        load_test_set(test_set, labels_for("wakeword", ["marvinx"]), CFG, tmp_path, bank)
 
 
 def test_train_reports_bad_data_before_training_starts(small_dataset):
@@ -139,6 +143,6 @@ def test_negative_shares_are_refused_and_shares_above_one_accepted(small_dataset
     assert refused.returncode == 2 and "--unknown-share must be a number >= 0, not -0.5" in refused.stderr
     # more negatives than keywords (a wake word's need): capped by the clips there are, not an error
     labels = labels_for("wakeword", ["yes"])
-    splits, _ = load_dataset(small_dataset, labels, CFG, silence_share=0.0, unknown_share=5.0, splits=("training",))
+    plans, _ = plan_splits(small_dataset, labels, CFG, silence_share=0.0, unknown_share=5.0, splits=("training",))
     others = sum(len(list((small_dataset / word).iterdir())) for word in ("no", "bed"))
-    assert splits["training"].counts(labels) == {"_silence_": 0, "_unknown_": others, "yes": 20}
+    assert {name: sum(k == labels.index(name) for _, k in plans["training"].items) for name in labels} == {"_silence_": 0, "_unknown_": others, "yes": 20}

@@ -17,7 +17,8 @@ def benchmark_run(tmp_path_factory, shared_data, mini_set):
     out = tmp_path_factory.mktemp("benchmark")
     args = ["--data-dir", mini_set, "--test-set", shared_data / "speech_commands_test_set_v0.02_mini",
             "--negatives", shared_data / "negatives" / "picovoice_wake_words", "--archs", "tiny_conv",
-            "--epochs", "1", "--limit-per-label", "20", "--stream-minutes", "2", "--stream-keywords", "6", "--out", out]
+            "--epochs", "1", "--wakeword-epochs", "1", "--validation-minutes", "2", "--target-fa-per-hour", "1000",
+            "--limit-per-label", "20", "--stream-minutes", "2", "--stream-keywords", "6", "--out", out]
     first = run_module("host_tools.benchmark", *args, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return out, args, first
@@ -54,6 +55,9 @@ def test_the_report_states_what_a_short_stream_can_resolve(benchmark_run):
     assert "| `tiny_conv` (kws12) |" in text and "Published figures (not measured here)" in text
     assert (out / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "stream.csv").read_text().startswith("start_s,end_s,label\n")
+    negatives = json.loads((out / "report.json").read_text())["negatives_only"]
+    assert negatives["files"] > 100 and negatives["audio_s"] > 600  # the test share of 1,124 three-second files
+    assert f"{negatives['false_accepts']} false accepts = {negatives['fa_per_hour']:.2f} per hour" in text
 
 
 def test_a_second_run_reuses_the_trained_models(benchmark_run):

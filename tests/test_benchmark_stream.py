@@ -67,12 +67,25 @@ def test_a_stream_too_short_for_its_keywords_is_refused(mini_set):
         build_stream(mini_set, "marvin", duration_s=60, keyword_count=2)
 
 
+def negatives_split_of(path, size: int) -> str:
+    """The split training.data.negatives_split gives a file of this name and (4 + size) bytes."""
+    from training.data import negatives_split
+
+    path.write_bytes(bytes(4 + size))
+    return negatives_split(path)
+
+
 def test_an_unreadable_negative_stops_the_build_or_is_skipped_and_listed(mini_set, shared_data, tmp_path):
+    from training.data import negatives_split
+
     folder = tmp_path / "negatives"
     folder.mkdir()
-    (folder / "broken.flac").write_bytes(b"fLaC" + bytes(200))  # a FLAC header and nothing decodable
+    # a FLAC header and nothing decodable, of a size that puts it in the test share (the streams' share)
+    broken = next(bytes(n) for n in range(200, 400) if negatives_split_of(folder / "broken.flac", n) == "testing")
+    (folder / "broken.flac").write_bytes(b"fLaC" + broken)
     good = shared_data / "negatives" / "free_spoken_digits_8khz" / "0_george_0.wav"
     (folder / "good.wav").write_bytes(good.read_bytes())
+    assert negatives_split(folder / "good.wav") == "testing"
     with pytest.raises(DataError, match=r"broken.flac: cannot read audio.*pass --skip-bad-audio"):
         build_stream(mini_set, "yes", [folder], duration_s=60, keyword_count=2)
     stream = build_stream(mini_set, "yes", [folder], duration_s=60, keyword_count=2, skip_bad=True)

@@ -21,8 +21,8 @@ def test_predictions_agree_on_the_mini_sets_test_split(core, mini_set):
     assert len(paths) == 366
     assert parity.agreement >= 0.995
     assert parity.identical_share >= 0.999 and parity.max_step <= 1
-    # the model really discriminates: both sides predict several different labels
-    assert len(set(parity.training_labels.tolist())) >= 5
+    # the model really discriminates: both sides predict several different labels (a wake word: the keyword and not)
+    assert len(set(parity.training_labels.tolist())) >= min(5, len(core.manifest.labels) - 1)
 
 
 FIGURES = {

@@ -41,7 +41,7 @@ def test_platformio_accepts_the_project_and_every_dependency_is_pinned(tmp_path)
         (REPO_ROOT / "build" / "kissfft" / "kissfft-131.1.0").resolve()
     include = next(flag for flag in board["build_flags"] if flag.startswith("-I"))
     assert Path(include[2:]).resolve() == (FIRMWARE / "src" / "generated").resolve()
-    assert "-u _printf_float" in board["build_flags"] and "-ffp-contract=off" in board["build_flags"]
+    assert "-Wl,-u,_printf_float" in board["build_flags"] and "-ffp-contract=off" in board["build_flags"]
     assert board["monitor_speed"] == 115200  # firmware/PROTOCOL.md
 
 

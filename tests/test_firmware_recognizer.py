@@ -134,9 +134,11 @@ def test_exactly_at_threshold_detects_one_step_below_does_not(core):
     keyword = KEYWORDS[0]
     q = quantized(0.8)
     at = float(np.float32((q - ZERO_POINT) * SCALE))  # representable: the average is exactly this
-    decisions = run_both(core, [(t * 100, scores_with(keyword, q)) for t in range(3)], detection_threshold=at)
+    decisions = run_both(core, [(t * 100, scores_with(keyword, q)) for t in range(3)], detection_threshold=at,
+                         minimum_count=3)
     assert [d.detected for d in decisions] == [False, False, True]
-    below = run_both(core, [(t * 100, scores_with(keyword, q - 1)) for t in range(3)], detection_threshold=at)
+    below = run_both(core, [(t * 100, scores_with(keyword, q - 1)) for t in range(3)], detection_threshold=at,
+                     minimum_count=3)
     assert not any(d.detected for d in below) and below[-1].score < at
 
 
@@ -151,7 +153,8 @@ def test_results_fall_out_of_the_window(core):
     loud, quiet = scores_with(keyword, 127), scores_with(keyword, -128)
     # Three loud results, then quiet ones push the average down as the loud ones leave the window.
     sequence = [(0, loud), (10, loud), (20, loud), (1010, quiet), (1011, quiet), (1021, quiet), (2022, quiet)]
-    decisions = run_both(core, sequence, average_window_ms=1000, suppression_ms=0, detection_threshold=0.5)
+    decisions = run_both(core, sequence, average_window_ms=1000, suppression_ms=0, detection_threshold=0.5,
+                         minimum_count=3)
     # At t=1010 the result at 10 is exactly window_ms old and still counts; the one at 0 is out.
     assert [d.detected for d in decisions] == [False, False, True, True, False, False, False]
     # At 2022 only its own result is left: fewer than minimum_count, so no decision at all.

@@ -18,9 +18,11 @@ KEYWORDS = list(MANIFEST.keywords)
 GAP_S = 1.0  # simulate.py's default silence after each file
 
 
-def keyword_clips(mini_set, per_label=2):
-    """The first test-split clips of every keyword of the current model (one second each)."""
+def keyword_clips(mini_set, count=20):
+    """The first test-split clips of the current model's keywords (one second each), about `count` in all, spread
+    over the keywords (a wake word: `count` of its one keyword; kws12: 2 of each of 10)."""
     listed = (mini_set / "testing_list.txt").read_text().split()
+    per_label = -(-count // len(KEYWORDS))
     return [mini_set / name for label in KEYWORDS for name in [n for n in listed if n.startswith(label + "/")][:per_label]]
 
 
@@ -113,7 +115,7 @@ def test_negatives_count_as_false_triggers_with_a_poisson_interval(tmp_path, sha
 
 
 def test_reference_scoring_of_a_simulated_track(tmp_path, mini_set):
-    clips = keyword_clips(mini_set, per_label=1)
+    clips = keyword_clips(mini_set, count=10)
     track = tmp_path / "track.csv"  # each clip is one second, followed by GAP_S of silence, from device time 0
     track.write_text("start_s,end_s,label\n" + "".join(
         f"{i * (1 + GAP_S)},{i * (1 + GAP_S) + 1},{clip.parent.name}\n" for i, clip in enumerate(clips)))
@@ -171,8 +173,10 @@ def test_simulator_refuses_an_artifact_whose_model_disagrees_with_its_manifest(t
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(run / "model_int8.tflite") in result.stderr and "not the one its manifest describes" in result.stderr
     (run / "model_int8.tflite").write_bytes(ARTIFACT.model)
-    (run / "report.json").write_text(json.dumps({"manifest": {**manifest, "labels": ["_silence_", "_unknown_", "marvin"],
-                                                              "keywords": ["marvin"]}}))
+    labels = [*MANIFEST.labels, "marvin"]  # one label more than the model has outputs
+    keywords = [*MANIFEST.keywords, "marvin"]
+    (run / "report.json").write_text(json.dumps({"manifest": {**manifest, "labels": labels, "keywords": keywords}}))
     result = simulate()
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert str(run / "model_int8.tflite") in result.stderr and "3 labels need int8 [1, 3]" in result.stderr
+    assert str(run / "model_int8.tflite") in result.stderr
+    assert f"{len(labels)} labels need int8 [1, {len(labels)}]" in result.stderr

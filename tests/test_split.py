@@ -54,3 +54,21 @@ def test_label_presets():
 def test_missing_list_is_named(tmp_path):
     with pytest.raises(DataError, match="validation_list.txt is missing"):
         read_list(tmp_path / "validation_list.txt")
+
+
+def test_the_negatives_folders_split_the_same_whichever_folder_is_named(shared_data):
+    """A quarter for training (mining), a quarter for validation (calibration), half for testing (the benchmark),
+    decided by each file's name and size: naming the folder or its parent gives every file the same split."""
+    from training.data import negatives_split, split_negatives
+
+    negatives = shared_data / "negatives"
+    by_parent = {split: set(split_negatives(negatives, split)) for split in ("training", "validation", "testing")}
+    by_child = {split: set(split_negatives(negatives / "picovoice_wake_words", split)) for split in by_parent}
+    for split in by_parent:
+        assert by_child[split] == {p for p in by_parent[split] if "picovoice_wake_words" in p.parts}
+    every = set().union(*by_parent.values())
+    assert sum(len(files) for files in by_parent.values()) == len(every) > 1500  # disjoint, and all of them
+    shares = {split: len(files) / len(every) for split, files in by_parent.items()}
+    assert abs(shares["training"] - 0.25) < 0.04 and abs(shares["validation"] - 0.25) < 0.04
+    assert abs(shares["testing"] - 0.5) < 0.04
+    assert all(negatives_split(p) == "testing" for p in by_parent["testing"])

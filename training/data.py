@@ -1,18 +1,16 @@
-"""Speech Commands: audio reading, the official split, silence and unknown clips, augmentation.
-(Downloads: training/download.py.)"""
+"""Speech Commands: audio reading, the official split, the negatives folders' split, background noise.
+(Downloads: training/download.py; the splits training sees: training/dataset.py; augmentation: training/augment.py.)"""
 from __future__ import annotations
 
 import math
-import os
+import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from training.config import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN, AugmentConfig, FeatureConfig
+from training.config import BACKGROUND_NOISE_DIR, FeatureConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 
@@ -24,7 +22,8 @@ class DataError(ValueError):
 # ---------------------------------------------------------------- audio
 
 
-def _audio_in(folder: Path, recursive: bool = False) -> list[Path]:
+def audio_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """The WAV/FLAC/Ogg files of a folder (and below it, when `recursive`), sorted, maybe none."""
     try:
         candidates = folder.rglob("*") if recursive else folder.iterdir()
         return sorted(p for p in candidates if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
@@ -37,7 +36,7 @@ def audio_files(folder: Path, recursive: bool = False) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder of audio files")
-    files = _audio_in(folder, recursive)
+    files = audio_in(folder, recursive)
     if not files:
         raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it" + (" or below it" if recursive else ""))
     return files
@@ -99,46 +98,6 @@ def to_float(audio: np.ndarray) -> np.ndarray:
     return (np.asarray(audio, np.float32) / 32768).astype(np.float32)
 
 
-def _read_clip(args):
-    path, cfg = args
-    try:
-        return to_int16(fit_length(read_audio(path, cfg.sample_rate), cfg.clip_samples)), None
-    except DataError as error:
-        return None, str(error)
-
-
-@dataclass
-class Clips:
-    """Decoded 1-second clips as int16 (n, samples), with integer labels and their sources."""
-
-    audio: np.ndarray
-    labels: np.ndarray
-    sources: list[str]
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def counts(self, label_names: list[str]) -> dict[str, int]:
-        return {name: int(np.sum(self.labels == i)) for i, name in enumerate(label_names)}
-
-
-def read_clips(paths: list[Path], cfg: FeatureConfig, skip_bad: bool = False) -> tuple[np.ndarray, list[int], list[str]]:
-    """Decode files on every core: (int16 audio, indices kept, error messages of skipped files).
-
-    Threads, not processes: libsndfile and soxr release the GIL, and threads need no `__main__` guard.
-    """
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        results = list(pool.map(_read_clip, [(p, cfg) for p in paths]))
-    errors = [error for _, error in results if error]
-    if errors and not skip_bad:
-        more = f" (and {len(errors) - 1} more bad files)" if len(errors) > 1 else ""
-        raise DataError(f"{errors[0]}{more}; pass --skip-bad-audio to skip and count them")
-    kept = [i for i, (audio, _) in enumerate(results) if audio is not None]
-    audio = np.stack([results[i][0] for i in kept]) if kept else np.zeros((0, cfg.clip_samples), np.int16)
-    return audio, kept, errors
-
-
 # ---------------------------------------------------------------- the official split
 
 
@@ -168,20 +127,38 @@ def split_of(relpath: str, validation: set[str], testing: set[str]) -> str:
     return "training"
 
 
-def negatives_split(path: Path, folder: Path) -> str:
+def negatives_split(path: Path) -> str:
     """The split of a file of a negatives folder (audio without any keyword, e.g. ../shared/data/negatives):
     a quarter each for training (hard-negative mining) and validation (the validation stream), half for
-    testing (the benchmark's streams), drawn from a hash of its path inside the folder, so every tool
-    agrees and a file never serves two of them."""
+    testing (the benchmark's streams), drawn from a hash of its name and size, so every tool agrees whichever
+    folder above it the user names, and a file never serves two of them."""
     import hashlib
 
-    bucket = int.from_bytes(hashlib.sha256(Path(path).relative_to(folder).as_posix().encode()).digest()[:4], "big") % 4
+    key = f"{Path(path).name}:{Path(path).stat().st_size}".encode()
+    bucket = int.from_bytes(hashlib.sha256(key).digest()[:4], "big") % 4
     return ("training", "validation", "testing", "testing")[bucket]
+
+
+SYNTHETIC_FILE = re.compile(r"^tts-.+_nohash_\d+\.wav$")  # training/synthesize.py names its clips so
+
+
+def is_synthetic(path: Path | str) -> bool:
+    """Whether a clip is one training.synthesize wrote (text-to-speech): it never reaches a test split."""
+    return bool(SYNTHETIC_FILE.match(Path(path).name))
+
+
+def synthetic_split(path: Path) -> str:
+    """A synthetic clip's split, by its voice (the name before _nohash_) as a recording's is by its speaker:
+    one voice in five validates, the rest train; none tests, so every test figure is of real recordings."""
+    import hashlib
+
+    voice = speaker_of(Path(path).name).encode()
+    return "validation" if int.from_bytes(hashlib.sha256(voice).digest()[:4], "big") % 5 == 0 else "training"
 
 
 def split_negatives(folder: Path, split: str) -> list[Path]:
     """The audio files of a negatives folder (searched recursively) that belong to `split`."""
-    return [p for p in audio_files(folder, recursive=True) if negatives_split(p, folder) == split]
+    return [p for p in audio_files(folder, recursive=True) if negatives_split(p) == split]
 
 
 def list_words(data_dir: Path) -> dict[str, list[Path]]:
@@ -192,7 +169,7 @@ def list_words(data_dir: Path) -> dict[str, list[Path]]:
         folders = sorted(d for d in data_dir.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
     except OSError as error:
         raise DataError(f"data directory {data_dir} cannot be listed: {error.strerror}") from None
-    words = {d.name: _audio_in(d) for d in folders}
+    words = {d.name: audio_in(d) for d in folders}
     if not words:
         raise DataError(f"{data_dir} has no word folders: expected the Speech Commands layout (one folder per word)")
     return words
@@ -211,130 +188,4 @@ def read_background_noise(data_dir: Path, cfg: FeatureConfig) -> list[np.ndarray
     return noises
 
 
-def cut_silence(noises: list[np.ndarray], count: int, samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Silence clips: random stretches of background noise at a random volume (as TensorFlow's speech_commands)."""
-    clips = np.zeros((count, samples), np.float32)
-    for row in clips:
-        noise = noises[rng.integers(len(noises))]
-        start = rng.integers(len(noise) - samples + 1)
-        row[:] = noise[start : start + samples] * rng.uniform(0, 1)
-    return clips
-
-
 SPLITS = ("training", "validation", "testing")
-
-
-def load_dataset(
-    data_dir: Path,
-    labels: list[str],
-    cfg: FeatureConfig,
-    silence_share: float = 0.1,
-    unknown_share: float = 0.1,
-    seed: int = 1,
-    skip_bad: bool = False,
-    splits: tuple[str, ...] = SPLITS,
-    limit_per_label: int | None = None,
-) -> tuple[dict[str, Clips], list[np.ndarray]]:
-    """The official split of a full-layout dataset, with silence and unknown clips added to each split.
-
-    Returns the clips of each split and the background noise recordings (for augmentation).
-    Every check on the user's data runs before any audio is decoded.
-    """
-    data_dir = Path(data_dir)
-    words = list_words(data_dir)
-    validation = read_list(data_dir / "validation_list.txt")
-    testing = read_list(data_dir / "testing_list.txt")
-    keywords = [label for label in labels if label not in (SILENCE, UNKNOWN)]
-    for keyword in keywords:
-        if not words.get(keyword):
-            state = "is an empty folder" if keyword in words else "is not a word folder"
-            raise DataError(
-                f"keyword {keyword!r} {state} in {data_dir}; words with clips: {', '.join(w for w in words if words[w])}"
-            )
-    noises = read_background_noise(data_dir, cfg)
-    chosen: dict[str, list[tuple[Path, int]]] = {split: [] for split in SPLITS}
-    others: dict[str, list[Path]] = {split: [] for split in SPLITS}
-    for word, files in words.items():
-        for path in files:
-            split = split_of(f"{word}/{path.name}", validation, testing)
-            if word in keywords:
-                chosen[split].append((path, labels.index(word)))
-            else:
-                others[split].append(path)
-    result = {}
-    for split in splits:
-        rng = np.random.default_rng([seed, SPLITS.index(split)])  # a split's picks never depend on the others
-        keyword_items = chosen[split]
-        if limit_per_label:  # a small slice, for quick runs and tests
-            keyword_items = [i for k in range(len(labels)) for i in [i for i in keyword_items if i[1] == k][:limit_per_label]]
-        if not keyword_items:
-            raise DataError(f"{data_dir}: the {split} split has no clips of {', '.join(keywords)}")
-        n_unknown = min(math.ceil(unknown_share * len(keyword_items)), len(others[split]))
-        n_silence = math.ceil(silence_share * len(keyword_items))
-        unknown_paths = [others[split][i] for i in sorted(rng.choice(len(others[split]), n_unknown, replace=False))]
-        items = keyword_items + [(p, labels.index(UNKNOWN)) for p in unknown_paths]
-        audio, kept, errors = read_clips([p for p, _ in items], cfg, skip_bad)
-        items = [items[i] for i in kept]
-        silence = to_int16(cut_silence(noises, n_silence, cfg.clip_samples, rng))
-        result[split] = Clips(
-            audio=np.concatenate([audio, silence]),
-            labels=np.array([k for _, k in items] + [labels.index(SILENCE)] * n_silence, np.int32),
-            sources=[str(p) for p, _ in items] + [f"{BACKGROUND_NOISE_DIR} (silence)"] * n_silence,
-            skipped=errors,
-        )
-    return result, noises
-
-
-def load_test_set(test_dir: Path, labels: list[str], cfg: FeatureConfig, skip_bad: bool = False) -> Clips:
-    """Google's canonical test-set layout: one folder per label, including _silence_ and _unknown_.
-
-    A clip of a word that is not one of `labels` counts as unknown; files in _unknown_
-    are named <word>_<speaker>_nohash_<n>.wav, so a keyword among them keeps its label.
-    """
-    test_dir = Path(test_dir)
-    if not test_dir.is_dir():
-        raise DataError(f"test set directory {test_dir} does not exist")
-    items = []
-    for folder in sorted(d for d in test_dir.iterdir() if d.is_dir()):
-        for path in _audio_in(folder):
-            word = path.name.split("_")[0] if folder.name == UNKNOWN else folder.name
-            if folder.name == SILENCE:
-                word = SILENCE
-            items.append((path, labels.index(word) if word in labels else labels.index(UNKNOWN)))
-    if not items:
-        raise DataError(f"{test_dir} has no audio in label folders (expected {SILENCE}/, {UNKNOWN}/, yes/, ...)")
-    present = {k for _, k in items}
-    missing = [labels[k] for k in range(len(labels)) if k not in present]
-    if missing:
-        raise DataError(f"{test_dir} has no clips of {', '.join(missing)}")
-    audio, kept, errors = read_clips([p for p, _ in items], cfg, skip_bad)
-    items = [items[i] for i in kept]
-    return Clips(audio, np.array([k for _, k in items], np.int32), [str(p) for p, _ in items], errors)
-
-
-# ---------------------------------------------------------------- augmentation
-
-
-def augment(audio: np.ndarray, noises: list[np.ndarray], cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Speed, time shift, gain and background noise, drawn afresh by `rng`: int16 (n, samples) -> float32 (n, samples)."""
-    clean = to_float(audio)
-    n, samples = clean.shape
-    out = np.zeros_like(clean)
-    speeds = rng.uniform(*cfg.speed, n)
-    shifts = rng.integers(-cfg.time_shift_samples, cfg.time_shift_samples + 1, n)
-    gains = (10 ** (rng.uniform(*cfg.gain_db, n) / 20)).astype(np.float32)
-    positions = np.arange(samples, dtype=np.float64)
-    for row, source, speed, shift, gain in zip(out, clean, speeds, shifts, gains):
-        # Read the clip `speed` times faster, centred; linear interpolation, silence outside it.
-        source = np.interp((positions - samples / 2) * speed + samples / 2, positions, source, left=0, right=0)
-        if shift >= 0:
-            row[shift:] = source[: samples - shift] * gain
-        else:
-            row[:shift] = source[-shift:] * gain
-    noisy = np.flatnonzero(rng.uniform(size=n) < cfg.noise_probability)
-    volumes = rng.uniform(*cfg.noise_volume, size=len(noisy)).astype(np.float32)
-    for i, volume in zip(noisy, volumes):
-        noise = noises[rng.integers(len(noises))]
-        start = rng.integers(len(noise) - samples + 1)
-        out[i] += volume * noise[start : start + samples]
-    return np.clip(out, -1.0, 1.0)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from training.artifact import Artifact, ArtifactError, load_artifact
-from training.data import Clips, DataError, load_dataset, load_test_set, to_float
-from training.features import cached_mfcc, quantize
+from training.data import DataError
+from training.download import DEFAULT_CACHE_DIR
+from training.features import quantize
 
 ENGINES = ("float", "int8", "tflm")
 PRIMARY_ENGINE = "tflm"  # what the device runs
@@ -52,14 +53,14 @@ def engine_outputs(engine: str, run_dir: Path, artifact: Artifact, features: np.
     return q.run_litert(artifact.model, inputs) if engine == "int8" else q.run_tflm(artifact.model, inputs, manifest.arena_bytes)
 
 
-def evaluate(run_dir: Path, artifact: Artifact, clips: Clips, engines=ENGINES, cache_dir: Path | None = None) -> dict:
-    """Scores of each engine; where int8 and tflm both ran, whether their outputs are bit-identical."""
+def evaluate(run_dir: Path, artifact: Artifact, features: np.ndarray, split, engines=ENGINES) -> dict:
+    """Scores of each engine on `features` (float, (n, frames, coefficients)) of a split (training.dataset.Split:
+    its labels and skipped files); where int8 and tflm both ran, whether their outputs are bit-identical."""
     labels = list(artifact.manifest.labels)
-    features = cached_mfcc(to_float(clips.audio), artifact.manifest.features, cache_dir)
     outputs = {engine: engine_outputs(engine, run_dir, artifact, features) for engine in engines}
-    results = {engine: scores(clips.labels, np.argmax(out, axis=1), labels) for engine, out in outputs.items()}
+    results = {engine: scores(split.labels, np.argmax(out, axis=1), labels) for engine, out in outputs.items()}
     primary = PRIMARY_ENGINE if PRIMARY_ENGINE in results else engines[-1]
-    result = {**results[primary], "engine": primary, "engines": results, "skipped_files": clips.skipped}
+    result = {**results[primary], "engine": primary, "engines": results, "skipped_files": split.skipped}
     if "int8" in outputs and "tflm" in outputs:
         differing = np.any(outputs["int8"] != outputs["tflm"], axis=1)
         result["tflm_equals_litert"] = {"identical": not differing.any(), "differing_clips": int(differing.sum())}
@@ -88,16 +89,23 @@ def save_confusion(result: dict, labels: list[str], png: Path) -> None:
     plt.close(fig)
 
 
-def load_clips(args, artifact: Artifact) -> Clips:
-    """The clips to score: a canonical test set, or the run's own testing split (the same picks as training)."""
+def features_and_split(args, artifact: Artifact):
+    """(features, split) to score: a canonical test set, or the run's own testing split (the same picks as training)."""
+    from training.augment import NoiseBank
+    from training.dataset import load_dataset, load_test_set
+
     manifest = artifact.manifest
     if args.test_set:
-        return load_test_set(args.test_set, list(manifest.labels), manifest.features, args.skip_bad_audio)
-    report = json.loads((artifact.source / "report.json").read_text())
-    shares = report["dataset"]
-    return load_dataset(args.data_dir, list(manifest.labels), manifest.features, shares["silence_share"],
-                        shares["unknown_share"], report["seed"], args.skip_bad_audio, splits=("testing",),
-                        limit_per_label=shares["limit_per_label"])[0]["testing"]
+        noise = NoiseBank.of([np.zeros(manifest.features.clip_samples, np.float32)])  # a test set has no silence draws
+        dataset = load_test_set(args.test_set, list(manifest.labels), manifest.features, args.cache_dir, noise,
+                                args.skip_bad_audio)
+    else:
+        report = json.loads((artifact.source / "report.json").read_text())
+        shares = report["dataset"]
+        dataset = load_dataset(args.data_dir, list(manifest.labels), manifest.features, args.cache_dir,
+                               shares["silence_share"], shares["unknown_share"], report["seed"], args.skip_bad_audio,
+                               ("testing",), shares["limit_per_label"], [Path(n) for n in shares.get("negatives", [])])
+    return dataset.features("testing"), dataset.splits["testing"]
 
 
 def main(argv=None) -> int:
@@ -108,6 +116,7 @@ def main(argv=None) -> int:
     source.add_argument("--test-set", type=Path, help="Google's canonical test-set layout (one folder per label)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of float,int8,tflm")
     parser.add_argument("--skip-bad-audio", action="store_true", help="skip unreadable files and count them")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="audio and feature caches (data/)")
     parser.add_argument("--out", type=Path, help="folder for confusion.png and evaluation.json (default: the model's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     args = parser.parse_args(argv)
@@ -122,7 +131,7 @@ def main(argv=None) -> int:
             raise DataError(f"{run_dir} has no model_float.keras for the float engine: pass --engines int8,tflm")
         if args.data_dir and not (run_dir / "report.json").is_file():
             raise DataError(f"{run_dir} is not a run folder: its testing split is unknown; use --test-set")
-        result = evaluate(run_dir, artifact, load_clips(args, artifact), engines)
+        result = evaluate(run_dir, artifact, *features_and_split(args, artifact), engines)
         out = args.out or run_dir
         out.mkdir(parents=True, exist_ok=True)
         result["source"] = str(args.test_set or args.data_dir)

@@ -100,3 +100,31 @@ def smallest_arena(model_bytes: bytes, probe: np.ndarray, granularity: int = 16)
         middle = (low + high) // 2 // granularity * granularity
         low, high = (low, middle) if works(middle) else (middle, high)
     return high
+
+
+def deployable_int8(arch: str, n_classes: int, weights: list, cfg, representative: np.ndarray,
+                    test_features: np.ndarray) -> dict:
+    """The full-int8, stripped model of trained `weights`, its smallest TFLM arena, and the proof that
+    stripping changed nothing: {"model_bytes", "arena", "figures"}. ValueError for weights that are not finite.
+
+    Converted from a batch-1 copy of the architecture, so every tensor shape is static; calibrated on
+    `representative` float features; the arena and the stripping checked on `test_features`."""
+    from training.features import quantize as quantize_features
+    from training.flatbuffer import inspect_model
+    from training.model import build_model
+
+    if not all(np.all(np.isfinite(w)) for w in weights):
+        raise ValueError("training diverged: the model's weights are NaN or infinite (lower --learning-rate)")
+    deployable = build_model(arch, n_classes, cfg, batch_size=1)
+    deployable.set_weights(weights)
+    converted = convert_int8(deployable, representative)
+    model_bytes = strip(converted)
+    info = inspect_model(model_bytes)
+    test_inputs = quantize_features(test_features, info.input.scale, info.input.zero_point)
+    arena = smallest_arena(model_bytes, test_inputs)
+    strip_safe = np.array_equal(run_tflm(converted, test_inputs, arena), run_tflm(model_bytes, test_inputs, arena))
+    return {"model_bytes": model_bytes, "arena": arena, "figures": {
+        "parameters": int(deployable.count_params()), "int8_weight_bytes": info.int8_weight_bytes,
+        "int32_bias_bytes": info.int32_bias_bytes, "tflite_bytes": len(model_bytes),
+        "tflite_bytes_before_strip": len(converted), "strip_keeps_tflm_outputs": bool(strip_safe),
+        "multiply_accumulates": info.multiply_accumulates, "ops": list(info.ops)}}

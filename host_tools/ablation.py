@@ -1,0 +1,136 @@
+"""What each change to the wake word buys, measured on the same keyword, data and test audio (the README's table).
+
+    python -m host_tools.ablation --data-dir DIR --negatives DIR [--seeds 1 2] [--skip-bad-audio]
+    make ablation DATA_DIR=DIR NEGATIVES=DIR [TEST_SET=DIR]
+
+Variants, each host_tools.benchmark's wake-word recipe with one thing taken away (runs cached with the
+benchmark's, under OUT/runs/: with the same options, the recipe at seed 1 is the benchmark's own run):
+
+    clip windows       --clip-training: whole clips as the kws12 preset trains (the word centred, +-100 ms)
+    stream windows     --mining-rounds 0: windows as a stream shows them; the hard-negative slots hold random
+                       windows of the same negatives instead of mined ones
+    + hard negatives   the recipe: stream windows and hard negatives mined as training goes
+
+Each is scored at its calibrated operating point, and the clip model and the recipe also at the recognizer
+the firmware had before calibration (training/config.py DetectionConfig's defaults, which the kws12 preset
+still exports): the gain of calibrating. Every figure comes from the device pipeline (host_tools.simulate, the firmware's C
+code and TFLM) over the benchmark's test stream (MLPerf Tiny's rules) and its negatives-only stream.
+Writes OUT/ablation.json and OUT/ablation.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from host_tools import benchmark, scoring
+from training.config import DetectionConfig
+
+VARIANTS = {"clip windows": ["--clip-training"], "stream windows": ["--mining-rounds", "0"], "+ hard negatives": []}
+
+
+def scored(artifact, stream_record: tuple, negatives_record: tuple, keywords: list, detection: DetectionConfig) -> dict:
+    """One recognizer setting over both recorded streams (replayed through the C recognizer)."""
+    from host_tools.core import load_core, replay
+
+    core, labels = load_core(artifact), artifact.manifest.labels
+    (record, seconds), (negatives, negative_seconds) = stream_record, negatives_record
+    stream = scoring.score([(t, labels[k]) for t, k in replay(core, record, detection)], keywords, seconds)
+    alarms = len(scoring.score([(t, labels[k]) for t, k in replay(core, negatives, detection)], [],
+                               negative_seconds).false_alarms)
+    return {"detection": asdict(detection), **stream.summary(), **scoring.mlperf_verdict(stream),
+            "negatives_false_accepts": alarms, "negatives_fa_per_hour": alarms * 3600 / negative_seconds}
+
+
+def measure(run: Path, wav: Path, reference: Path, negative_files: list[Path], skip_bad: bool) -> dict:
+    from host_tools.operating_point import record_stream
+    from training.artifact import load_artifact
+
+    artifact = load_artifact(run)
+    record, figures, _ = record_stream(artifact, [wav])
+    negatives, negative_figures, _ = record_stream(artifact, negative_files, None, benchmark.NEGATIVE_GAP_S, skip_bad)
+    records = ((record, figures["audio_s"]), (negatives, negative_figures["audio_s"]))
+    keywords = scoring.read_reference(reference)
+    report = json.loads((run / "report.json").read_text())
+    return {"run": str(run), "validation_frr": report["calibration"]["point"]["frr"],
+            "calibrated": scored(artifact, *records, keywords, artifact.manifest.detection),
+            "uncalibrated": scored(artifact, *records, keywords, DetectionConfig()),
+            "negatives_minutes": negative_figures["audio_s"] / 60}
+
+
+def rows(results: dict) -> list[dict]:
+    """The table: per variant (and recognizer), the mean over seeds and each seed's figures."""
+    table = []
+    for variant, by_seed in results.items():
+        for point in ("uncalibrated", "calibrated"):
+            if point == "uncalibrated" and variant == "stream windows":
+                continue
+            runs = [r[point] for r in by_seed.values()]
+            table.append({"variant": variant, "recognizer": point, "seeds": list(by_seed),
+                          "misses": [r["misses"] for r in runs], "false_alarms": [r["false_alarms"] for r in runs],
+                          "passes": [r["passes"] for r in runs],
+                          "negatives_fa_per_hour": [r["negatives_fa_per_hour"] for r in runs],
+                          "validation_frr": [r["validation_frr"] for r in by_seed.values()]})
+    return table
+
+
+def markdown(table: list[dict], keyword: str, minutes: float) -> str:
+    def mean(values) -> str:
+        return f"{np.mean(values):.1f} ({', '.join(f'{v:.1f}' if isinstance(v, float) else str(v) for v in values)})"
+
+    lines = [f"Wake word {keyword!r}; test stream 20 min, 50 keywords (MLPerf Tiny: passes with at most 8 misses and "
+             f"8 false accepts); negatives-only stream {minutes:.1f} min. Mean over seeds (each seed).", "",
+             "| training | recognizer | misses of 50 | false accepts (stream) | MLPerf passes | negatives-only FA/h |",
+             "|---|---|---|---|---|---|"]
+    for row in table:
+        fixed = DetectionConfig()
+        recognizer = "calibrated" if row["recognizer"] == "calibrated" else (
+            f"fixed: {fixed.average_window_ms} ms, {fixed.detection_threshold:g}, {fixed.minimum_count} results")
+        lines.append(f"| {row['variant']} | {recognizer} | {mean(row['misses'])} | {mean(row['false_alarms'])} | "
+                     f"{sum(row['passes'])} of {len(row['passes'])} | {mean(row['negatives_fa_per_hour'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    args, rest = p.parse_known_args(argv)
+    options = benchmark.parse_args(rest)
+    from training.artifact import ArtifactError, load_artifact
+    from training.data import DataError
+    from training.download import resolve_data_dir
+
+    try:
+        data_dir = resolve_data_dir(str(options.data_dir) if options.data_dir else None, cache_dir=options.cache_dir)
+        stream = benchmark.build_stream(data_dir, options.keyword, options.negatives, options.stream_minutes * 60,
+                                        options.stream_keywords, tuple(options.snr_db), options.noise_dbfs,
+                                        options.seed, options.skip_bad_audio)
+        options.out.mkdir(parents=True, exist_ok=True)
+        wav, reference = options.out / "stream.wav", options.out / "stream.csv"
+        stream.write(wav, reference)
+        results: dict = {}
+        for variant, extra in VARIANTS.items():
+            for seed in args.seeds:
+                settings = benchmark.Settings(data_dir, options.test_set, seed, options.limit_per_label, options.out)
+                run = benchmark.train(settings, "wakeword", "dscnn", options.wakeword_epochs,
+                                      [*benchmark.wakeword_args(options, options.negatives), *extra], options.keyword)
+                files = benchmark.negative_files(data_dir, load_artifact(run), options.negatives)
+                results.setdefault(variant, {})[seed] = measure(run, wav, reference, files, options.skip_bad_audio)
+                print(f"{variant}, seed {seed}: {results[variant][seed]['calibrated']}", flush=True)
+    except (benchmark.BenchmarkError, DataError, ArtifactError) as error:
+        print(f"ablation: error: {error}", file=sys.stderr)
+        return 2
+    table = rows(results)
+    minutes = next(iter(next(iter(results.values())).values()))["negatives_minutes"]
+    (options.out / "ablation.json").write_text(json.dumps({"results": results, "table": table}, indent=2))
+    (options.out / "ablation.md").write_text(markdown(table, options.keyword, minutes))
+    print(markdown(table, options.keyword, minutes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Synthetic positives in training: the split rule (by voice, never testing), --no-real-positives, near misses as
+unknown, and a phrase with a space through training, export, the C header and the device's BOOT record."""
+import io
+import json
+
+import pytest
+
+from conftest import run_module
+from training.config import SILENCE, UNKNOWN, FeatureConfig
+from training.data import is_synthetic, speaker_of, synthetic_split
+from training.dataset import plan_splits
+from training.synthesize import for_training
+from training.tts_engines import find_engines
+
+
+@pytest.fixture(scope="module")
+def espeak_clips(tmp_path_factory):
+    """60 synthetic clips of "yes" and 30 of its near misses (espeak-ng's hundreds of voices: both splits get some)."""
+    engines, _ = find_engines()
+    if "espeak-ng" not in {e.name for e in engines}:
+        pytest.skip("espeak-ng not installed: apt-get install espeak-ng")
+    cache = tmp_path_factory.mktemp("synthetic-cache")
+    return for_training("yes", 60, 30, cache, jobs=2, log=io.StringIO()), cache
+
+
+def test_synthetic_clips_split_by_voice_and_never_reach_testing(espeak_clips, mini_set):
+    folders, _ = espeak_clips
+    labels = [SILENCE, UNKNOWN, "yes"]
+    plans, _ = plan_splits(mini_set, labels, FeatureConfig(), synthetic=folders, negatives=[])
+    made = {split: [(p, k) for p, k in plan.items if is_synthetic(p)] for split, plan in plans.items()}
+    assert not made["testing"] and made["training"] and made["validation"]
+    voices = {split: {speaker_of(p.name) for p, _ in items} for split, items in made.items()}
+    assert not voices["training"] & voices["validation"]  # a voice is in one split only, like a speaker
+    assert all(synthetic_split(p) == split for split in ("training", "validation") for p, _ in made[split])
+    positives = sum(1 for split in made for p, k in made[split] if labels[k] == "yes")
+    near_misses = [p for split in made for p, k in made[split] if labels[k] == UNKNOWN]
+    assert positives == 60 and len(near_misses) == 30 and all(p.parent.name != "yes" for p in near_misses)
+
+    real = {split: [p for p, k in plan.items if labels[k] == "yes" and not is_synthetic(p)] for split, plan in plans.items()}
+    assert all(real.values())  # real positives stay beside the synthetic ones by default
+    alone, _ = plan_splits(mini_set, labels, FeatureConfig(), synthetic=folders, real_positives=False)
+    for split in ("training", "validation"):
+        assert all(is_synthetic(p) for p, k in alone[split].items if labels[k] == "yes")
+    assert [p for p, k in alone["testing"].items if labels[k] == "yes"] == real["testing"]  # testing: recordings
+
+
+def test_synthesis_for_training_is_made_once_and_reused(espeak_clips):
+    folders, cache = espeak_clips
+    before = {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")}
+    log = io.StringIO()
+    assert for_training("yes", 60, 30, cache, jobs=2, log=log) == folders
+    assert log.getvalue().count("reusing") == 2
+    assert {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")} == before
+
+
+def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, mini_set, shared_data, tmp_path):
+    """"hey nano" has no recording: it trains on synthetic clips alone, its test split holds only negatives, and
+    the exported firmware settings and the device's BOOT record carry the phrase."""
+    from host_tools.protocol import Boot, parse_line
+    from host_tools.simulate import StreamOptions, simulate
+    from host_tools.pty_port import Outputs
+    from training.artifact import load_artifact
+
+    _, cache = espeak_clips
+    run, firmware = tmp_path / "run", tmp_path / "firmware"
+    result = run_module("training.train", "--data-dir", mini_set, "--keywords", "hey nano", "--synthetic-positives",
+                        "80", "--near-misses", "20", "--epochs", "2", "--unknown-share", "2", "--negatives",
+                        shared_data / "negatives" / "free_spoken_digits_8khz", "--validation-minutes", "2",
+                        "--cache-dir", cache, "--out", run, "--firmware-dir", firmware)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run / "report.json").read_text())
+    assert report["manifest"]["labels"][-1] == "hey nano" and report["dataset"]["synthetic_clips"]["testing"] == 0
+    assert report["dataset"]["splits"]["testing"]["hey nano"] == 0 and report["dataset"]["synthetic_clips"]["training"]
+    assert '"hey nano"' in (firmware / "src" / "generated" / "kws_settings.h").read_text()
+
+    lines = []
+
+    class Collect(Outputs):
+        def line(self, text: bytes) -> None:
+            lines.append(text.decode())
+
+    clip = next((cache / "synthetic").glob("hey-nano-positive-*/hey nano/*.wav"))
+    simulate(load_artifact(run), [clip], Collect(None, False, None), StreamOptions(), [])
+    boot = next(record for record in map(parse_line, lines) if isinstance(record, Boot))
+    assert "hey nano" in boot.labels and any("BOOT" in line and "hey+nano" in line for line in lines)
