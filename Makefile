@@ -8,7 +8,7 @@ TF_EXTRA ?= cpu# `gpu` installs the full tensorflow package instead of tensorflo
 # Training settings, passed through to `python -m training.train` (see README).
 DATA_DIR ?=# empty: $$KWS_DATA_DIR, else download Speech Commands into data/
 PRESET ?= wakeword
-KEYWORDS ?=
+KEYWORDS ?=# one wake word or phrase ("hey nano"); several: TRAIN_ARGS='--keywords yes no'
 ARCH ?= dscnn
 RUN ?=# empty: training makes a new build/PRESET-ARCH-TIME; evaluate uses build/latest
 SET ?=# make export: SECTION.NAME=VALUE settings, e.g. detection.detection_threshold=0.6
@@ -42,7 +42,7 @@ venv: $(VENV)/.installed
 
 train: venv
 	$(PY) -m training.train --preset $(PRESET) --arch $(ARCH) $(if $(RUN),--out $(RUN)) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(KEYWORDS),--keywords $(KEYWORDS)) $(TRAIN_ARGS)
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(KEYWORDS),--keywords "$(KEYWORDS)") $(TRAIN_ARGS)
 
 evaluate: venv
 	$(PY) -m training.evaluate --model $(or $(RUN),build/latest) \

@@ -1,6 +1,6 @@
 """Nothing silently wrong, for the simulator, its serial link and listen.py: stale links, interrupted runs,
 corrupt audio mid-stream, overnight-length files in bounded memory, implausible device records and ports
-that cannot exist. (The README's reliability table lists these cases.)"""
+that cannot exist. (tests/README.md's reliability table lists these cases.)"""
 import json
 import os
 import signal

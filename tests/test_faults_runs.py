@@ -1,6 +1,6 @@
 """Nothing silently wrong, for runs, models and downloads: each bad input or fault gives a clear error naming
 the file or value and the fix (no traceback), or the correct result, with nothing half-written.
-(The README's reliability table lists these cases.)"""
+(tests/README.md's reliability table lists these cases.)"""
 import hashlib
 import io
 import json

@@ -30,7 +30,7 @@ def _one_blas_thread() -> None:
     Keras' threads beside them they took twice the CPU for the same batches (measured, issue 10)."""
     global _limited_pid
     if _limited_pid != os.getpid():
-        from threadpoolctl import threadpool_limits  # installed with librosa (via scikit-learn)
+        from threadpoolctl import threadpool_limits  # a dependency of ours (pyproject.toml)
 
         threadpool_limits(1)
         _limited_pid = os.getpid()
