@@ -102,9 +102,11 @@ benchmark: venv
 
 # What each change to the wake word buys (clip vs stream windows, hard negatives, calibration), 2 seeds:
 # build/benchmark/ablation.md; the runs are shared with make benchmark's (same options, same cache).
+# ABLATION_ARGS="--synthetic-positives 1000 --variants '+ hard negatives' 'synthetic only'": text-to-speech
+# positives against recordings, at the same false-accept rates.
 ablation: venv
 	$(PY) -m host_tools.ablation $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(TEST_SET),--test-set $(TEST_SET)) \
-		$(foreach folder,$(NEGATIVES),--negatives $(folder)) $(BENCHMARK_ARGS)
+		$(foreach folder,$(NEGATIVES),--negatives $(folder)) $(ABLATION_ARGS) $(BENCHMARK_ARGS)
 
 # Synthetic clips of a wake word from offline text-to-speech (training/synthesize.py), e.g.
 # make synthesize PHRASE="hey nano" OUT=data/synthetic COUNT=500 [SYNTH_ARGS="--confusable --seed 2"]

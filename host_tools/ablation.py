@@ -1,7 +1,8 @@
 """What each change to the wake word buys, measured on the same keyword, data and test audio (the README's table).
 
-    python -m host_tools.ablation --data-dir DIR --negatives DIR [--seeds 1 2] [--skip-bad-audio]
-    make ablation DATA_DIR=DIR NEGATIVES=DIR [TEST_SET=DIR]
+    python -m host_tools.ablation --data-dir DIR --negatives DIR [--seeds 1 2] [--variants NAME ...]
+                                  [--synthetic-positives N] [--skip-bad-audio]
+    make ablation DATA_DIR=DIR NEGATIVES=DIR [TEST_SET=DIR] [ABLATION_ARGS="--synthetic-positives 1000"]
 
 Variants, each host_tools.benchmark's wake-word recipe with one thing taken away (runs cached with the
 benchmark's, under OUT/runs/: with the same options, the recipe at seed 1 is the benchmark's own run):
@@ -10,6 +11,17 @@ benchmark's, under OUT/runs/: with the same options, the recipe at seed 1 is the
     stream windows     --mining-rounds 0: windows as a stream shows them; the hard-negative slots hold random
                        windows of the same negatives instead of mined ones
     + hard negatives   the recipe: stream windows and hard negatives mined as training goes
+
+and, with --synthetic-positives N (text-to-speech clips of the keyword: training/synthesize.py), the recipe with
+
+    synthetic only     N synthetic clips of the keyword and no recording of it (--no-real-positives)
+    synthetic only, other words      and N synthetic clips of other words as unknown (--synthetic-others N)
+    synthetic only, dry              without the room and microphone (--dry-synthetic)
+    + synthetic        the recordings and N synthetic clips
+
+Test audio is always real recordings. Besides each calibrated point, the DET table gives every variant's
+fewest misses at each number of false accepts in the test stream (a threshold sweep at its calibrated
+window, count and suppression): the comparison at the same false-accept rate.
 
 Each is scored at its calibrated operating point, and the clip model and the recipe also at the recognizer
 the firmware had before calibration (training/config.py DetectionConfig's defaults, which the kws12 preset
@@ -22,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +43,24 @@ from host_tools import benchmark, scoring
 from training.config import DetectionConfig
 
 VARIANTS = {"clip windows": ["--clip-training"], "stream windows": ["--mining-rounds", "0"], "+ hard negatives": []}
+SYNTHETIC_VARIANTS = {"synthetic only": ["--no-real-positives"],
+                      "synthetic only, other words": ["--no-real-positives", "--synthetic-others", None],
+                      "synthetic only, dry": ["--no-real-positives", "--dry-synthetic"], "+ synthetic": []}
+DET_FALSE_ACCEPTS = (0, 1, 2, 3, 5, 8)  # false accepts in the 20-minute test stream (8: MLPerf Tiny's limit)
+
+
+def variants(names: list[str] | None, synthetic_positives: int | None) -> dict[str, list[str]]:
+    """The chosen variants' extra training options (all of them when `names` is None)."""
+    available = dict(VARIANTS)
+    if synthetic_positives:
+        available.update({name: ["--synthetic-positives", str(synthetic_positives),
+                                 *(str(synthetic_positives) if a is None else a for a in extra)]  # None: N
+                          for name, extra in SYNTHETIC_VARIANTS.items()})
+    unknown = [n for n in names or [] if n not in available]
+    if unknown:
+        raise ValueError(f"unknown variant {', '.join(map(repr, unknown))}: choose from {', '.join(map(repr, available))}"
+                         + ("" if synthetic_positives else " (the synthetic ones need --synthetic-positives N)"))
+    return {name: extra for name, extra in available.items() if names is None or name in names}
 
 
 def scored(artifact, stream_record: tuple, negatives_record: tuple, keywords: list, detection: DetectionConfig) -> dict:
@@ -47,7 +77,8 @@ def scored(artifact, stream_record: tuple, negatives_record: tuple, keywords: li
 
 
 def measure(run: Path, wav: Path, reference: Path, negative_files: list[Path], skip_bad: bool) -> dict:
-    from host_tools.operating_point import record_stream
+    from host_tools.core import load_core
+    from host_tools.operating_point import THRESHOLDS, record_stream, sweep
     from training.artifact import load_artifact
 
     artifact = load_artifact(run)
@@ -56,10 +87,23 @@ def measure(run: Path, wav: Path, reference: Path, negative_files: list[Path], s
     records = ((record, figures["audio_s"]), (negatives, negative_figures["audio_s"]))
     keywords = scoring.read_reference(reference)
     report = json.loads((run / "report.json").read_text())
+    detection = artifact.manifest.detection
     return {"run": str(run), "validation_frr": report["calibration"]["point"]["frr"],
-            "calibrated": scored(artifact, *records, keywords, artifact.manifest.detection),
+            "calibrated": scored(artifact, *records, keywords, detection),
             "uncalibrated": scored(artifact, *records, keywords, DetectionConfig()),
+            "sweep": [{k: p[k] for k in ("detection_threshold", "misses", "false_alarms")} for p in
+                      sweep(load_core(artifact), record, keywords, figures["audio_s"],
+                            [replace(detection, detection_threshold=t) for t in THRESHOLDS])],
             "negatives_minutes": negative_figures["audio_s"] / 60}
+
+
+def det_rows(results: dict) -> list[dict]:
+    """Per variant and seed, the fewest misses at or below each number of stream false accepts (None: every
+    threshold gives more)."""
+    return [{"variant": variant, "seed": seed,
+             "misses": [min((p["misses"] for p in r["sweep"] if p["false_alarms"] <= fa), default=None)
+                        for fa in DET_FALSE_ACCEPTS]}
+            for variant, by_seed in results.items() for seed, r in by_seed.items()]
 
 
 def rows(results: dict) -> list[dict]:
@@ -67,7 +111,7 @@ def rows(results: dict) -> list[dict]:
     table = []
     for variant, by_seed in results.items():
         for point in ("uncalibrated", "calibrated"):
-            if point == "uncalibrated" and variant == "stream windows":
+            if point == "uncalibrated" and variant not in ("clip windows", "+ hard negatives"):
                 continue
             runs = [r[point] for r in by_seed.values()]
             table.append({"variant": variant, "recognizer": point, "seeds": list(by_seed),
@@ -78,7 +122,7 @@ def rows(results: dict) -> list[dict]:
     return table
 
 
-def markdown(table: list[dict], keyword: str, minutes: float) -> str:
+def markdown(table: list[dict], det: list[dict], keyword: str, minutes: float) -> str:
     def mean(values) -> str:
         return f"{np.mean(values):.1f} ({', '.join(f'{v:.1f}' if isinstance(v, float) else str(v) for v in values)})"
 
@@ -92,14 +136,28 @@ def markdown(table: list[dict], keyword: str, minutes: float) -> str:
             f"fixed: {fixed.average_window_ms} ms, {fixed.detection_threshold:g}, {fixed.minimum_count} results")
         lines.append(f"| {row['variant']} | {recognizer} | {mean(row['misses'])} | {mean(row['false_alarms'])} | "
                      f"{sum(row['passes'])} of {len(row['passes'])} | {mean(row['negatives_fa_per_hour'])} |")
+    lines += ["", "Misses of 50 at the same number of false accepts in the test stream (each variant's threshold "
+              "swept at its calibrated window; —: no threshold gets that few):", "",
+              "| training | seed | " + " | ".join(f"≤ {fa} FA" for fa in DET_FALSE_ACCEPTS) + " |",
+              "|---|---|" + "---|" * len(DET_FALSE_ACCEPTS)]
+    lines += [f"| {row['variant']} | {row['seed']} | " + " | ".join("—" if m is None else str(m) for m in row["misses"])
+              + " |" for row in det]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--variants", nargs="+", metavar="NAME", help="only these variants (names as in the table)")
+    p.add_argument("--synthetic-positives", type=int, metavar="N", help="add the synthetic variants, N clips each")
     args, rest = p.parse_known_args(argv)
     options = benchmark.parse_args(rest)
+    if args.synthetic_positives is not None and args.synthetic_positives < 1:
+        p.error(f"--synthetic-positives must be at least 1, not {args.synthetic_positives}")
+    try:
+        chosen = variants(args.variants, args.synthetic_positives)
+    except ValueError as error:
+        p.error(str(error))
     from training.artifact import ArtifactError, load_artifact
     from training.data import DataError
     from training.download import resolve_data_dir
@@ -113,7 +171,7 @@ def main(argv=None) -> int:
         wav, reference = options.out / "stream.wav", options.out / "stream.csv"
         stream.write(wav, reference)
         results: dict = {}
-        for variant, extra in VARIANTS.items():
+        for variant, extra in chosen.items():
             for seed in args.seeds:
                 settings = benchmark.Settings(data_dir, options.test_set, seed, options.limit_per_label, options.out)
                 run = benchmark.train(settings, "wakeword", "dscnn", options.wakeword_epochs,
@@ -124,11 +182,11 @@ def main(argv=None) -> int:
     except (benchmark.BenchmarkError, DataError, ArtifactError) as error:
         print(f"ablation: error: {error}", file=sys.stderr)
         return 2
-    table = rows(results)
+    table, det = rows(results), det_rows(results)
     minutes = next(iter(next(iter(results.values())).values()))["negatives_minutes"]
-    (options.out / "ablation.json").write_text(json.dumps({"results": results, "table": table}, indent=2))
-    (options.out / "ablation.md").write_text(markdown(table, options.keyword, minutes))
-    print(markdown(table, options.keyword, minutes))
+    (options.out / "ablation.json").write_text(json.dumps({"results": results, "table": table, "det": det}, indent=2))
+    (options.out / "ablation.md").write_text(markdown(table, det, options.keyword, minutes))
+    print(markdown(table, det, options.keyword, minutes))
     return 0
 
 

@@ -146,3 +146,19 @@ def test_negative_shares_are_refused_and_shares_above_one_accepted(small_dataset
     plans, _ = plan_splits(small_dataset, labels, CFG, silence_share=0.0, unknown_share=5.0, splits=("training",))
     others = sum(len(list((small_dataset / word).iterdir())) for word in ("no", "bed"))
     assert {name: sum(k == labels.index(name) for _, k in plans["training"].items) for name in labels} == {"_silence_": 0, "_unknown_": others, "yes": 20}
+
+
+def test_silence_clips_span_the_levels_a_microphone_hears(mini_set):
+    """The recordings lie at -53 to -45 dBFS; silence clips are drawn over the given range whatever their
+    recording level (Google's canonical test set has silence up to -10 dBFS), and never clip the cat."""
+    from training.augment import SilenceDraws, rms
+    from training.data import read_background_noise, to_float
+
+    bank = NoiseBank.of(read_background_noise(mini_set, CFG))
+    draws = SilenceDraws.draw(600, bank, CFG.clip_samples, (-70.0, -10.0), np.random.default_rng(0))
+    clips = to_float(draws.rows(np.arange(len(draws)), bank, CFG.clip_samples))
+    level = 20 * np.log10(np.maximum(rms(clips), 1e-9))
+    peaked = np.abs(clips).max(axis=1) >= 0.99  # scaled down to full scale instead of reaching their level
+    assert np.abs(level - draws.levels)[~peaked].max() < 0.5
+    assert np.all(level[peaked] < draws.levels[peaked]) and peaked.mean() < 0.2
+    assert level.min() < -65 and level.max() > -15

@@ -64,3 +64,21 @@ def test_frr_at_a_false_accept_rate_is_measured_interpolated_or_not_reached():
     assert frr_at(points, 0.5, ten_hours) == {"status": "interpolated", "frr": pytest.approx(0.20 - 0.10 * 0.2 / 0.5)}
     assert frr_at(points, 5.0, ten_hours) == {"status": "measured", "frr": 0.05}
     assert frr_at([(0.3, 1.0), (0.1, 4.0)], 0.5, ten_hours)["status"] == "not reached"
+
+
+def test_the_ablation_compares_variants_at_the_same_false_accepts():
+    """The DET table's cell is a variant's fewest misses among thresholds with at most that many false
+    accepts; the synthetic variants exist only with a clip count, and a wrong name is refused by name."""
+    from host_tools.ablation import DET_FALSE_ACCEPTS, det_rows, variants
+
+    sweep = [{"detection_threshold": t, "misses": m, "false_alarms": fa}
+             for t, m, fa in ((0.2, 4, 9), (0.4, 7, 3), (0.5, 9, 2), (0.7, 15, 0))]
+    row = det_rows({"recipe": {1: {"sweep": sweep}}})[0]
+    assert dict(zip(DET_FALSE_ACCEPTS, row["misses"])) == {0: 15, 1: 15, 2: 9, 3: 7, 5: 7, 8: 7}
+    never_quiet = det_rows({"loud": {2: {"sweep": sweep[:1]}}})[0]
+    assert never_quiet["misses"][:5] == [None] * 5 and never_quiet["seed"] == 2
+    assert "synthetic only" not in variants(None, None)
+    chosen = variants(["synthetic only", "+ hard negatives"], 1000)
+    assert chosen == {"+ hard negatives": [], "synthetic only": ["--synthetic-positives", "1000", "--no-real-positives"]}
+    with pytest.raises(ValueError, match=r"'\+ synthetic'.*need --synthetic-positives"):
+        variants(["+ synthetic"], None)

@@ -9,7 +9,7 @@ from conftest import run_module
 from training.config import SILENCE, UNKNOWN, FeatureConfig
 from training.data import is_synthetic, speaker_of, synthetic_split
 from training.dataset import plan_splits
-from training.synthesize import for_training
+from training.synthetic_sets import for_training, other_words, others_for_training
 from training.tts_engines import find_engines
 
 
@@ -51,6 +51,21 @@ def test_synthesis_for_training_is_made_once_and_reused(espeak_clips):
     assert for_training("yes", 60, 30, cache, jobs=2, log=log) == folders
     assert log.getvalue().count("reusing") == 2
     assert {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")} == before
+
+
+def test_other_words_train_as_unknown_and_never_as_a_keyword(espeak_clips, mini_set):
+    """Synthetic clips of Speech Commands' other words sit beside synthetic keywords as unknown, leaving out
+    every keyword and any word a keyword holds (or that holds one)."""
+    _, cache = espeak_clips
+    assert "sheila" not in other_words(["sheila"]) and "three" in other_words(["tree"])
+    assert "marvin" not in other_words(["hey marvin"]) and len(other_words(["hey nano"])) == 25
+    labels = [SILENCE, UNKNOWN, "yes", "marvin"]
+    folder = others_for_training(["yes", "marvin"], 40, cache, jobs=2, log=io.StringIO())
+    assert sorted(d.name for d in folder.iterdir() if d.is_dir()) == sorted(other_words(["yes", "marvin"]))
+    plans, _ = plan_splits(mini_set, labels, FeatureConfig(), synthetic=[folder], negatives=[])
+    made = {split: [(p, k) for p, k in plan.items if is_synthetic(p)] for split, plan in plans.items()}
+    assert not made["testing"] and sum(map(len, made.values())) == 40
+    assert {labels[k] for items in made.values() for _, k in items} == {UNKNOWN}
 
 
 def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, mini_set, shared_data, tmp_path):

@@ -4,7 +4,7 @@ not at all, as the device's windows in a stream do.
 
 An epoch's draws are a few numbers per row (`draw_epoch`), made up front from (seed, epoch); a batch applies
 them to its own rows only (`augment_rows`), in a worker process, so no step holds the epoch's float audio.
-Silence clips are three numbers (a noise recording, an offset, a volume) until a batch needs their samples.
+Silence clips are three numbers (a noise recording, an offset, a level) until a batch needs their samples.
 """
 from __future__ import annotations
 
@@ -44,22 +44,29 @@ class NoiseBank:
 
 @dataclass(frozen=True)
 class SilenceDraws:
-    """Silence clips: stretches of background noise at a random volume (as TensorFlow's speech_commands)."""
+    """Silence clips: stretches of background noise, each scaled to an RMS level drawn in dBFS (its peaks at
+    most full scale). A level, not a volume relative to the recording: a microphone hears quiet rooms and
+    loud noise alike (Google's canonical test set holds silence from -80 to -10 dBFS), whatever level the
+    noise was recorded at."""
 
     noise: np.ndarray
     offsets: np.ndarray
-    volumes: np.ndarray
+    levels: np.ndarray  # float32 dBFS
 
     def __len__(self) -> int:
         return len(self.noise)
 
     @classmethod
-    def draw(cls, count: int, bank: NoiseBank, samples: int, rng: np.random.Generator) -> SilenceDraws:
+    def draw(cls, count: int, bank: NoiseBank, samples: int, level_dbfs: tuple[float, float],
+             rng: np.random.Generator) -> SilenceDraws:
         which, offsets = bank.draw(count, samples, rng)
-        return cls(which, offsets, rng.random(count).astype(np.float32))
+        return cls(which, offsets, rng.uniform(*level_dbfs, count).astype(np.float32))
 
     def rows(self, rows: np.ndarray, bank: NoiseBank, samples: int) -> np.ndarray:
-        return to_int16(bank.slices(self.noise[rows], self.offsets[rows], samples) * self.volumes[rows, None])
+        noise = bank.slices(self.noise[rows], self.offsets[rows], samples)
+        scale = np.minimum(10 ** (self.levels[rows] / 20) / np.maximum(rms(noise), 1e-9),
+                           1 / np.maximum(np.abs(noise).max(axis=1, initial=0), 1e-9))  # peaks at most full scale
+        return to_int16(noise * scale[:, None])
 
 
 @dataclass(frozen=True)
@@ -71,12 +78,11 @@ class EpochDraws:
     gains: np.ndarray  # float32
     noise: np.ndarray  # int64 recording, -1 for none
     noise_offsets: np.ndarray
-    noise_volumes: np.ndarray  # float32, of full scale
     context: np.ndarray  # int64 row of another word to place beside this one, -1 for none
     context_shifts: np.ndarray  # int64 samples
     context_gains: np.ndarray  # float32, relative
     levels: np.ndarray  # float32 dBFS of the clip's RMS, or NaN: keep the recording's level times `gains`
-    snrs: np.ndarray  # float32 dB of the clip over its noise, or NaN: noise at `noise_volumes` of full scale
+    snrs: np.ndarray  # float32 dB of the clip (at its level or gain) over its noise
 
     def take(self, rows: np.ndarray) -> EpochDraws:
         return EpochDraws(*(getattr(self, f.name)[rows] for f in fields(self)))
@@ -97,12 +103,11 @@ def draw_epoch(n: int, context_rows: np.ndarray, bank: NoiseBank, samples: int, 
                        if len(context_rows) else -1, -1)
     side = np.where(rng.random(n) < 0.5, -1, 1)
     levels = rng.uniform(*stream.level_dbfs, n) if stream else np.full(n, np.nan)
-    snrs = rng.uniform(*stream.snr_db, n) if stream else np.full(n, np.nan)
+    snrs = rng.uniform(*(stream.snr_db if stream else augment.noise_snr_db), n)
     return EpochDraws(
         speeds=rng.uniform(*augment.speed, n), shifts=rng.integers(-shift, shift + 1),
         gains=(10 ** (rng.uniform(*augment.gain_db, n) / 20)).astype(np.float32),
         noise=np.where(noisy, which, -1), noise_offsets=offsets,
-        noise_volumes=rng.uniform(*augment.noise_volume, n).astype(np.float32),
         context=context, context_shifts=(side * rng.uniform(0.6, 1.0, n) * samples).astype(np.int64),
         context_gains=(10 ** (rng.uniform(*(stream.context_gain_db if stream else (0, 0)), n) / 20)).astype(np.float32),
         levels=levels.astype(np.float32), snrs=snrs.astype(np.float32))
@@ -124,7 +129,8 @@ def augment_rows(audio: np.ndarray, draws: EpochDraws, bank: NoiseBank, context_
                  ) -> np.ndarray:
     """int16 (n, samples) and their draws (and the int16 rows their `context` draws name) -> float32."""
     samples, clean = audio.shape[1], to_float(audio)
-    gains = np.where(np.isnan(draws.levels), draws.gains, 10 ** (draws.levels / 20) / np.maximum(rms(clean), 1e-6))
+    clean_rms = np.maximum(rms(clean), 1e-6)
+    gains = np.where(np.isnan(draws.levels), draws.gains, 10 ** (draws.levels / 20) / clean_rms)
     out = speed_shift(clean, draws.speeds, draws.shifts, gains.astype(np.float32))
     beside = np.flatnonzero(draws.context >= 0)
     if len(beside):
@@ -133,14 +139,15 @@ def augment_rows(audio: np.ndarray, draws: EpochDraws, bank: NoiseBank, context_
     noisy = np.flatnonzero(draws.noise >= 0)
     if len(noisy):
         noise = bank.slices(draws.noise[noisy], draws.noise_offsets[noisy], samples)
-        relative = 10 ** ((draws.levels[noisy] - draws.snrs[noisy]) / 20) / np.maximum(rms(noise), 1e-9)
-        out[noisy] += np.where(np.isnan(relative), draws.noise_volumes[noisy], relative)[:, None] * noise
+        level = clean_rms[noisy] * gains[noisy] * 10 ** (-draws.snrs[noisy] / 20)  # the noise's RMS
+        out[noisy] += (level / np.maximum(rms(noise), 1e-9))[:, None] * noise
     return np.clip(out, -1.0, 1.0, out=out)
 
 
 def rms(audio: np.ndarray) -> np.ndarray:
-    """RMS of each row of float audio."""
-    return np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1)).astype(np.float32)
+    """RMS of each row of float audio (a dot product per row: no squared copy of the batch)."""
+    audio = np.asarray(audio, np.float32)
+    return np.sqrt(np.einsum("...i,...i->...", audio, audio) / audio.shape[-1]).astype(np.float32)
 
 
 def speech_profile(audio: np.ndarray) -> np.ndarray:

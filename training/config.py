@@ -15,6 +15,10 @@ BACKGROUND_NOISE_DIR = "_background_noise_"
 
 # The 10 command words of Hello Edge, MLPerf Tiny and kws_streaming.
 KWS12_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+# Speech Commands v0.02's other 25 words: synthetic clips of them train as unknown beside synthetic
+# keywords (training/synthesize.py's other_words), so that a synthetic voice is no cue for the keyword.
+OTHER_WORDS = ("backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four", "happy", "house",
+               "learn", "marvin", "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "visual", "wow", "zero")
 # MLPerf Tiny's streaming wake-word benchmark listens for "marvin".
 DEFAULT_WAKEWORD = "marvin"
 PRESETS = ("wakeword", "kws12")
@@ -92,7 +96,9 @@ class AugmentConfig:
     time_shift_samples: int = 1600  # +-100 ms
     gain_db: tuple[float, float] = (-10.0, 5.0)  # features keep absolute level, so vary it
     noise_probability: float = 0.8
-    noise_volume: tuple[float, float] = (0.0, 0.1)  # noise amplitude relative to full scale
+    # Background noise under a clip at a signal-to-noise ratio over the clip's own level, as a microphone
+    # hears a voice over a room; with silence clips as loud as -10 dBFS, noisy words must be words.
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     seed: int = 1
     silence_share: float = 0.1  # relative to the keyword clips of each split
+    silence_dbfs: tuple[float, float] = (-70.0, -10.0)  # RMS levels of silence clips: a quiet room to loud noise
     unknown_share: float = 0.1
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)

@@ -19,7 +19,7 @@ import numpy as np
 
 from training.audio_cache import AudioCache, open_audio_cache, open_feature_cache
 from training.augment import NoiseBank, SilenceDraws
-from training.config import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN, FeatureConfig
+from training.config import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN, FeatureConfig, TrainConfig
 from training.data import (SPLITS, DataError, audio_in, is_synthetic, list_words, read_background_noise, read_list,
                            split_negatives, split_of, synthetic_split, to_float)
 
@@ -136,7 +136,8 @@ def _synthetic_items(folders: list[Path], labels: list[str]) -> dict[str, list[t
 def plan_splits(data_dir: Path, labels: list[str], cfg: FeatureConfig, silence_share: float = 0.1,
                 unknown_share: float = 0.1, seed: int = 1, splits: tuple[str, ...] = SPLITS,
                 limit_per_label: int | None = None, negatives: list[Path] = (), synthetic: list[Path] = (),
-                real_positives: bool = True) -> tuple[dict[str, Plan], NoiseBank]:
+                real_positives: bool = True, silence_dbfs: tuple[float, float] = TrainConfig.silence_dbfs
+                ) -> tuple[dict[str, Plan], NoiseBank]:
     """The official split of a full-layout dataset, with unknown clips (other words, and each negatives
     folder's share of the split: training.data.negatives_split) and silence clips added to each split; and,
     when `splits` names it, "mining": every training-split negative and background-noise windows.
@@ -168,7 +169,8 @@ def plan_splits(data_dir: Path, labels: list[str], cfg: FeatureConfig, silence_s
     plans = {}
     if "mining" in splits:  # every training negative, and stretches of background noise: training/mining.py
         rng = np.random.default_rng([seed, len(SPLITS)])
-        background = SilenceDraws.draw(max(64, len(others["training"]) // 10), bank, cfg.clip_samples, rng)
+        background = SilenceDraws.draw(max(64, len(others["training"]) // 10), bank, cfg.clip_samples, silence_dbfs,
+                                        rng)
         plans["mining"] = Plan([(p, labels.index(UNKNOWN)) for p in others["training"]] + near_misses["training"],
                                background, labels.index(UNKNOWN), every_file)
     for split in (s for s in splits if s != "mining"):
@@ -183,7 +185,7 @@ def plan_splits(data_dir: Path, labels: list[str], cfg: FeatureConfig, silence_s
         base = len(keyword_items) or len(chosen["validation"])
         n_unknown = min(math.ceil(unknown_share * base), len(others[split]))
         unknown = [others[split][i] for i in sorted(rng.choice(len(others[split]), n_unknown, replace=False))]
-        silence = SilenceDraws.draw(math.ceil(silence_share * base), bank, cfg.clip_samples, rng)
+        silence = SilenceDraws.draw(math.ceil(silence_share * base), bank, cfg.clip_samples, silence_dbfs, rng)
         plans[split] = Plan(keyword_items + [(p, labels.index(UNKNOWN)) for p in unknown] + near_misses[split], silence,
                             labels.index(SILENCE), every_file)
     return plans, bank
@@ -240,9 +242,10 @@ def open_splits(plans: dict[str, Plan], bank: NoiseBank, cfg: FeatureConfig, cac
 def load_dataset(data_dir: Path, labels: list[str], cfg: FeatureConfig, cache_dir: Path, silence_share: float = 0.1,
                  unknown_share: float = 0.1, seed: int = 1, skip_bad: bool = False, splits: tuple[str, ...] = SPLITS,
                  limit_per_label: int | None = None, negatives: list[Path] = (), synthetic: list[Path] = (),
-                 real_positives: bool = True) -> Dataset:
+                 real_positives: bool = True, silence_dbfs: tuple[float, float] = TrainConfig.silence_dbfs
+                 ) -> Dataset:
     plans, bank = plan_splits(data_dir, labels, cfg, silence_share, unknown_share, seed, splits, limit_per_label,
-                              negatives, synthetic, real_positives)
+                              negatives, synthetic, real_positives, silence_dbfs)
     return open_splits(plans, bank, cfg, cache_dir, skip_bad)
 
 

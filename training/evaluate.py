@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from training.artifact import Artifact, ArtifactError, load_artifact
+from training.config import TrainConfig
 from training.data import DataError
 from training.download import DEFAULT_CACHE_DIR
 from training.features import quantize
@@ -104,7 +105,8 @@ def features_and_split(args, artifact: Artifact):
         shares = report["dataset"]
         dataset = load_dataset(args.data_dir, list(manifest.labels), manifest.features, args.cache_dir,
                                shares["silence_share"], shares["unknown_share"], report["seed"], args.skip_bad_audio,
-                               ("testing",), shares["limit_per_label"], [Path(n) for n in shares.get("negatives", [])])
+                               ("testing",), shares["limit_per_label"], [Path(n) for n in shares.get("negatives", [])],
+                               silence_dbfs=tuple(shares.get("silence_dbfs", TrainConfig.silence_dbfs)))
     return dataset.features("testing"), dataset.splits["testing"]
 
 

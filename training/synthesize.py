@@ -305,7 +305,7 @@ def write_manifest(out_dir: Path, phrases: list[str], role: str, seed: int, coun
     stem = about.get("wake_word", phrases[0])
     path = out_dir / (f"{stem}.synthesis.json" if role == "positive" else f"{stem}.{role}.json")
     manifest = {
-        "role": role,  # "positive": the label is the phrase; "confusable": near misses, for the unknown class
+        "role": role,  # "positive": the label is the phrase; "confusable" (near misses), "other": the unknown class
         **about, "phrases": phrases, "seed": seed, "count_requested": count, "written": summary.written,
         "sped_up": summary.sped_up, "dropped": summary.dropped, "engines": summary.engines, "missing": summary.missing,
         "ranges": {"speed": SPEED_RANGE, "pitch": PITCH_RANGE, "shift": SHIFT_RANGE, "level_dbfs": LEVEL_RANGE_DBFS,
@@ -324,35 +324,6 @@ def near_misses_of(phrase: str, limit: int, jobs: int, log=sys.stderr) -> tuple[
     for miss in misses:
         log.write(f"near miss: {miss.phrase!r} ({miss.kind}, /{miss.phonemes}/, distance {miss.distance})\n")
     return [miss.phrase for miss in misses], {"wake_word": phrase, "near_misses": [asdict(miss) for miss in misses]}
-
-
-def for_training(phrase: str, positives: int, near_misses: int, cache_dir: Path, jobs: int, seed: int = 1,
-                 log=sys.stderr) -> list[Path]:
-    """Folders of `positives` clips of `phrase` and `near_misses` clips of its near misses (training.train's
-    --synthetic-positives), under cache_dir/synthetic/; written once, reused while a folder's manifest
-    says it holds the same request from the same engines and voices."""
-    phrase = normalize_phrase(phrase)
-    engines, _ = find_engines()
-    folders = []
-    for role, count in (("positive", positives), ("confusable", near_misses)):
-        if count < 1:
-            continue
-        folder = Path(cache_dir) / "synthetic" / f"{re.sub(r'[^a-z0-9]+', '-', phrase)}-{role}-{count}-seed{seed}"
-        manifest = folder / (f"{phrase}.synthesis.json" if role == "positive" else f"{phrase}.{role}.json")
-        try:
-            made = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            made = {}
-        if made.get("engines") == {e.name: len(e.voices) for e in engines} and made.get("count_requested") == count:
-            log.write(f"synthetic {role} clips of {phrase!r}: reusing {made['written']:,} in {folder}\n")
-        else:
-            phrases, about = [phrase], {}
-            if role == "confusable":
-                phrases, about = near_misses_of(phrase, NEAR_MISSES, jobs, log)
-            log.write(f"synthetic {role} clips of {phrase!r}: writing {count:,} into {folder}\n")
-            synthesize(phrases, folder, count, seed, jobs, role=role, overwrite=True, about=about, log=log)
-        folders.append(folder)
-    return folders
 
 
 def main(argv: list[str] | None = None) -> int:

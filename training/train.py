@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "training and validation splits, by voice; never to testing")
     p.add_argument("--near-misses", type=int, metavar="N", help="with --synthetic-positives: N clips of phrases that sound "
                    "close to each keyword, trained as unknown (default: half of --synthetic-positives)")
+    p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips "
+                   "of Speech Commands' other words, trained as unknown, so that a synthetic voice is no cue for the "
+                   "keyword (default none: measured, they did not help; README)")
     p.add_argument("--no-real-positives", action="store_true", help="train and validate on synthetic keyword clips "
                    "alone (the test split keeps the recordings, so the figures say how well that works)")
     p.add_argument("--dry-synthetic", action="store_true", help="give synthetic clips no room and microphone "
@@ -89,11 +92,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
     for name in ("epochs", "batch_size", "workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("synthetic_positives", "near_misses", "mining_rounds"):
+    for name in ("synthetic_positives", "near_misses", "synthetic_others", "mining_rounds"):
         if (getattr(args, name) or 0) < 0:
             p.error(f"--{name.replace('_', '-')} must be a whole number >= 0")
-    if (args.no_real_positives or args.near_misses) and not args.synthetic_positives:
-        p.error("--no-real-positives and --near-misses need --synthetic-positives N")
+    if (args.no_real_positives or args.near_misses or args.synthetic_others) and not args.synthetic_positives:
+        p.error("--no-real-positives, --near-misses and --synthetic-others need --synthetic-positives N")
     for name in ("learning_rate", "target_fa_per_hour", "validation_minutes"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             p.error(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
@@ -117,7 +120,7 @@ def load(args, labels, cfg: FeatureConfig, train_cfg: TrainConfig):
     splits = ("training", "validation", "testing", *(("mining",) if streaming(args) else ()))
     dataset = load_dataset(data_dir, labels, cfg, args.cache_dir, train_cfg.silence_share, train_cfg.unknown_share,
                            train_cfg.seed, args.skip_bad_audio, splits, args.limit_per_label, args.negatives,
-                           synthetic_folders(args, labels), not args.no_real_positives)
+                           synthetic_folders(args, labels), not args.no_real_positives, train_cfg.silence_dbfs)
     test_set = (load_test_set(args.test_set, labels, cfg, args.cache_dir, dataset.bank, args.skip_bad_audio)
                 if args.test_set else None)
     for split, clips in dataset.splits.items():
@@ -132,15 +135,20 @@ def load(args, labels, cfg: FeatureConfig, train_cfg: TrainConfig):
 
 
 def synthetic_folders(args, labels) -> list[Path]:
-    """--synthetic-positives: each keyword's synthetic clips and its near misses', made once into the cache."""
+    """--synthetic-positives: each keyword's synthetic clips and its near misses', and other words, made once
+    into the cache."""
     if not args.synthetic_positives:
         return []
-    from training.synthesize import SynthesisError, for_training
+    from training.synthesize import SynthesisError
+    from training.synthetic_sets import for_training, others_for_training
 
     near_misses = args.synthetic_positives // 2 if args.near_misses is None else args.near_misses
+    keywords = list(filter(is_keyword, labels))
     try:
-        return [folder for keyword in filter(is_keyword, labels) for folder in
-                for_training(keyword, args.synthetic_positives, near_misses, args.cache_dir, args.workers, log=sys.stdout)]
+        return [*(folder for keyword in keywords for folder in
+                  for_training(keyword, args.synthetic_positives, near_misses, args.cache_dir, args.workers, log=sys.stdout)),
+                *([others_for_training(keywords, args.synthetic_others, args.cache_dir, args.workers, log=sys.stdout)]
+                  if args.synthetic_others else [])]
     except SynthesisError as error:
         raise DataError(f"--synthetic-positives: {error}") from None
 
@@ -336,8 +344,10 @@ def train_in(scratch: Path, args, labels, train_cfg: TrainConfig, settings: dict
         "training": {**{k: v for k, v in asdict(train_cfg).items() if k not in ("augment", "stream")}, **training,
                      "weights": chosen},
         "dataset": {"data_dir": str(data_dir), "negatives": [str(n) for n in args.negatives],
-                    "silence_share": train_cfg.silence_share, "unknown_share": train_cfg.unknown_share,
+                    "silence_share": train_cfg.silence_share, "silence_dbfs": train_cfg.silence_dbfs,
+                    "unknown_share": train_cfg.unknown_share,
                     "limit_per_label": args.limit_per_label, "synthetic_positives": args.synthetic_positives,
+                    "near_misses": args.near_misses, "synthetic_others": args.synthetic_others,
                     "real_positives": not args.no_real_positives,
                     "synthetic_clips": {split: int(clips.synthetic.sum()) for split, clips in dataset.splits.items()},
                     "splits": {split: clips.counts(labels) for split, clips in dataset.splits.items()},

@@ -1,0 +1,67 @@
+"""The synthetic clips training uses (training.train's --synthetic-positives, --near-misses and
+--synthetic-others): folders under CACHE/synthetic/ made once by training.synthesize, reused while their
+manifest says they hold the same request from the same engines and voices.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from training.config import OTHER_WORDS
+from training.synthesize import NEAR_MISSES, near_misses_of, normalize_phrase, synthesize
+from training.tts_engines import find_engines
+
+
+def other_words(keywords: list[str]) -> list[str]:
+    """Speech Commands' other words that are none of the keywords, hold none and are held by none."""
+    return [w for w in OTHER_WORDS if not any(w in k.split() or k in w.split() for k in map(normalize_phrase, keywords))]
+
+
+def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, jobs: int,
+           request: Callable[[], tuple[list[str], dict]], log=sys.stderr) -> Path:
+    """`count` clips in `folder` of the phrases `request()` gives (with what their manifest records), written
+    once: reused while the manifest says it holds as many from the same engines and voices. The folder's
+    name holds everything the phrases follow from."""
+    engines, _ = find_engines()
+    try:
+        made = json.loads((folder / manifest_name).read_text())
+    except (OSError, ValueError):
+        made = {}
+    if made.get("engines") == {e.name: len(e.voices) for e in engines} and made.get("count_requested") == count:
+        log.write(f"synthetic {role} clips: reusing {made['written']:,} in {folder}\n")
+    else:
+        phrases, about = request()
+        log.write(f"synthetic {role} clips of {', '.join(map(repr, phrases[:4]))}{', ...' * (len(phrases) > 4)}: "
+                  f"writing {count:,} into {folder}\n")
+        synthesize(phrases, folder, count, seed, jobs, role=role, overwrite=True, about=about, log=log)
+    return folder
+
+
+def for_training(phrase: str, positives: int, near_misses: int, cache_dir: Path, jobs: int, seed: int = 1,
+                 log=sys.stderr) -> list[Path]:
+    """Folders of `positives` clips of `phrase` and `near_misses` clips of its near misses (training.train's
+    --synthetic-positives), under cache_dir/synthetic/."""
+    phrase = normalize_phrase(phrase)
+    stem = re.sub(r"[^a-z0-9]+", "-", phrase)
+    folders = []
+    if positives >= 1:
+        folders.append(cached(Path(cache_dir) / "synthetic" / f"{stem}-positive-{positives}-seed{seed}",
+                              f"{phrase}.synthesis.json", positives, "positive", seed, jobs, lambda: ([phrase], {}), log))
+    if near_misses >= 1:
+        folders.append(cached(Path(cache_dir) / "synthetic" / f"{stem}-confusable-{near_misses}-seed{seed}",
+                              f"{phrase}.confusable.json", near_misses, "confusable", seed, jobs,
+                              lambda: near_misses_of(phrase, NEAR_MISSES, jobs, log), log))
+    return folders
+
+
+def others_for_training(keywords: list[str], count: int, cache_dir: Path, jobs: int, seed: int = 1,
+                        log=sys.stderr) -> Path:
+    """A folder of `count` clips of the keywords' other words (other_words), which train as unknown."""
+    words = other_words(keywords)
+    digest = hashlib.sha256(" ".join(words).encode()).hexdigest()[:8]
+    folder = Path(cache_dir) / "synthetic" / f"other-words-{count}-seed{seed}-{digest}"
+    return cached(folder, f"{words[0]}.other.json", count, "other", seed, jobs, lambda: (words, {}), log)
