@@ -16,7 +16,7 @@ BACKGROUND_NOISE_DIR = "_background_noise_"
 # The 10 command words of Hello Edge, MLPerf Tiny and kws_streaming.
 KWS12_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Speech Commands v0.02's other 25 words: synthetic clips of them train as unknown beside synthetic
-# keywords (training/synthesize.py's other_words), so that a synthetic voice is no cue for the keyword.
+# keywords (training/synthetic_sets.py's other_words), so that a synthetic voice is no cue for the keyword.
 OTHER_WORDS = ("backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four", "happy", "house",
                "learn", "marvin", "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "visual", "wow", "zero")
 # MLPerf Tiny's streaming wake-word benchmark listens for "marvin".

@@ -21,17 +21,21 @@ def other_words(keywords: list[str]) -> list[str]:
     return [w for w in OTHER_WORDS if not any(w in k.split() or k in w.split() for k in map(normalize_phrase, keywords))]
 
 
-def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, jobs: int,
+def voices_found() -> dict[str, int]:
+    """Each engine found and its number of voices: what a cached folder's manifest must match."""
+    return {e.name: len(e.voices) for e in find_engines()[0]}
+
+
+def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, jobs: int, voices: dict[str, int],
            request: Callable[[], tuple[list[str], dict]], log=sys.stderr) -> Path:
     """`count` clips in `folder` of the phrases `request()` gives (with what their manifest records), written
-    once: reused while the manifest says it holds as many from the same engines and voices. The folder's
+    once: reused while the manifest says it holds as many from the same engines and `voices`. The folder's
     name holds everything the phrases follow from."""
-    engines, _ = find_engines()
     try:
         made = json.loads((folder / manifest_name).read_text())
     except (OSError, ValueError):
         made = {}
-    if made.get("engines") == {e.name: len(e.voices) for e in engines} and made.get("count_requested") == count:
+    if made.get("engines") == voices and made.get("count_requested") == count:
         log.write(f"synthetic {role} clips: reusing {made['written']:,} in {folder}\n")
     else:
         phrases, about = request()
@@ -46,14 +50,15 @@ def for_training(phrase: str, positives: int, near_misses: int, cache_dir: Path,
     """Folders of `positives` clips of `phrase` and `near_misses` clips of its near misses (training.train's
     --synthetic-positives), under cache_dir/synthetic/."""
     phrase = normalize_phrase(phrase)
-    stem = re.sub(r"[^a-z0-9]+", "-", phrase)
+    stem, voices = re.sub(r"[^a-z0-9]+", "-", phrase), voices_found()
     folders = []
     if positives >= 1:
         folders.append(cached(Path(cache_dir) / "synthetic" / f"{stem}-positive-{positives}-seed{seed}",
-                              f"{phrase}.synthesis.json", positives, "positive", seed, jobs, lambda: ([phrase], {}), log))
+                              f"{phrase}.synthesis.json", positives, "positive", seed, jobs, voices, lambda: ([phrase], {}),
+                              log))
     if near_misses >= 1:
         folders.append(cached(Path(cache_dir) / "synthetic" / f"{stem}-confusable-{near_misses}-seed{seed}",
-                              f"{phrase}.confusable.json", near_misses, "confusable", seed, jobs,
+                              f"{phrase}.confusable.json", near_misses, "confusable", seed, jobs, voices,
                               lambda: near_misses_of(phrase, NEAR_MISSES, jobs, log), log))
     return folders
 
@@ -64,4 +69,4 @@ def others_for_training(keywords: list[str], count: int, cache_dir: Path, jobs: 
     words = other_words(keywords)
     digest = hashlib.sha256(" ".join(words).encode()).hexdigest()[:8]
     folder = Path(cache_dir) / "synthetic" / f"other-words-{count}-seed{seed}-{digest}"
-    return cached(folder, f"{words[0]}.other.json", count, "other", seed, jobs, lambda: (words, {}), log)
+    return cached(folder, f"{words[0]}.other.json", count, "other", seed, jobs, voices_found(), lambda: (words, {}), log)
