@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unknown-share", type=float, default=defaults.unknown_share, help="unknown clips per keyword clip")
     p.add_argument("--synthetic-positives", type=int, default=0, metavar="N", help="add N text-to-speech clips of each "
                    "keyword (training.synthesize, every offline engine found; made once into --cache-dir) to the "
-                   "training and validation splits, by voice; never to testing")
+                   "training and validation splits (one clip in five validates); never to testing")
     p.add_argument("--near-misses", type=int, metavar="N", help="with --synthetic-positives: N clips of phrases that sound "
                    "close to each keyword, trained as unknown (default: half of --synthetic-positives)")
     p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips "

