@@ -19,6 +19,10 @@ and, with --synthetic-positives N (text-to-speech clips of the keyword: training
     synthetic only, dry              without the room and microphone (--dry-synthetic)
     + synthetic        the recordings and N synthetic clips
 
+and, with --base RUN as well (a run of the same architecture trained on other words, without the keyword:
+training.train's --init-from), each of "synthetic only" and "+ synthetic" started from its weights
+("..., from a base") and with its features kept but for the last block ("..., frozen base").
+
 Test audio is always real recordings. Besides each calibrated point, the DET table gives every variant's
 fewest misses at each number of false accepts in the test stream (a threshold sweep at its calibrated
 window, count and suppression): the comparison at the same false-accept rate.
@@ -46,16 +50,20 @@ VARIANTS = {"clip windows": ["--clip-training"], "stream windows": ["--mining-ro
 SYNTHETIC_VARIANTS = {"synthetic only": ["--no-real-positives"],
                       "synthetic only, other words": ["--no-real-positives", "--synthetic-others", None],
                       "synthetic only, dry": ["--no-real-positives", "--dry-synthetic"], "+ synthetic": []}
+BASE_VARIANTS = {", from a base": [], ", frozen base": ["--freeze-loaded"]}  # after "synthetic only" and "+ synthetic"
 DET_FALSE_ACCEPTS = (0, 1, 2, 3, 5, 8)  # false accepts in the 20-minute test stream (8: MLPerf Tiny's limit)
 
 
-def variants(names: list[str] | None, synthetic_positives: int | None) -> dict[str, list[str]]:
+def variants(names: list[str] | None, synthetic_positives: int | None, base: Path | None = None) -> dict[str, list[str]]:
     """The chosen variants' extra training options (all of them when `names` is None)."""
     available = dict(VARIANTS)
     if synthetic_positives:
         available.update({name: ["--synthetic-positives", str(synthetic_positives),
                                  *(str(synthetic_positives) if a is None else a for a in extra)]  # None: N
                           for name, extra in SYNTHETIC_VARIANTS.items()})
+    if synthetic_positives and base:
+        available.update({start + suffix: [*available[start], "--init-from", str(base), *extra]
+                          for start in ("synthetic only", "+ synthetic") for suffix, extra in BASE_VARIANTS.items()})
     unknown = [n for n in names or [] if n not in available]
     if unknown:
         raise ValueError(f"unknown variant {', '.join(map(repr, unknown))}: choose from {', '.join(map(repr, available))}"
@@ -150,12 +158,16 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--variants", nargs="+", metavar="NAME", help="only these variants (names as in the table)")
     p.add_argument("--synthetic-positives", type=int, metavar="N", help="add the synthetic variants, N clips each")
+    p.add_argument("--base", type=Path, metavar="RUN", help="with --synthetic-positives: add the variants started from "
+                   "this run's weights (one trained without the keyword)")
     args, rest = p.parse_known_args(argv)
     options = benchmark.parse_args(rest)
     if args.synthetic_positives is not None and args.synthetic_positives < 1:
         p.error(f"--synthetic-positives must be at least 1, not {args.synthetic_positives}")
+    if args.base and not (args.synthetic_positives and (args.base / "model_float.keras").is_file()):
+        p.error(f"--base {args.base}: needs --synthetic-positives N and a training run's folder (with model_float.keras)")
     try:
-        chosen = variants(args.variants, args.synthetic_positives)
+        chosen = variants(args.variants, args.synthetic_positives, args.base and args.base.resolve())
     except ValueError as error:
         p.error(str(error))
     from training.artifact import ArtifactError, load_artifact

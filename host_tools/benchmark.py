@@ -99,7 +99,10 @@ def train(settings: Settings, preset: str, arch: str, epochs: int | None, extra:
            "test_set": str(settings.test_set.resolve()) if settings.test_set else None, "seed": settings.seed,
            "epochs": epochs, "limit_per_label": settings.limit_per_label, "extra": extra,
            # a change to the training code is a different run, not a cached one
-           "code": hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO_ROOT / "training").glob("*.py")))).hexdigest()}
+           "code": hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO_ROOT / "training").glob("*.py")))).hexdigest(),
+           # and a run started from another run's weights is another run when those weights change
+           **{"init_from": hashlib.sha256((Path(extra[i + 1]) / "model_float.keras").read_bytes()).hexdigest()
+              for i, option in enumerate(extra) if option == "--init-from"}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     run = settings.out / "runs" / f"{preset}-{arch}{'-' + name if name else ''}-{digest}"
     log_path = run.with_name(run.name + ".log")

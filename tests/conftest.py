@@ -48,3 +48,19 @@ def run_module(module: str, *args, timeout: int = 1200) -> subprocess.CompletedP
         [sys.executable, "-m", module, *map(str, args)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def kws12_run(mini_set, tmp_path_factory):
+    """A 2-epoch kws12 run on a slice of the mini set: (its root folder, report, stdout); RUN is root/run."""
+    import json
+
+    root = tmp_path_factory.mktemp("pipeline")
+    result = run_module(
+        "training.train", "--data-dir", mini_set, "--preset", "kws12", "--arch", "dscnn", "--epochs", "2",
+        "--limit-per-label", "12", "--out", root / "run", "--firmware-dir", root / "firmware",
+        "--cache-dir", root / "cache", "--test-set", mini_set.parent / "speech_commands_test_set_v0.02_mini",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, json.loads((root / "run" / "report.json").read_text()), result.stdout
+

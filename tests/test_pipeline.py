@@ -14,15 +14,8 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=har
 
 
 @pytest.fixture(scope="module")
-def run(mini_set, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    result = run_module(
-        "training.train", "--data-dir", mini_set, "--preset", "kws12", "--arch", "dscnn", "--epochs", "2",
-        "--limit-per-label", "12", "--out", root / "run", "--firmware-dir", root / "firmware",
-        "--cache-dir", root / "cache", "--test-set", mini_set.parent / "speech_commands_test_set_v0.02_mini",
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root, json.loads((root / "run" / "report.json").read_text()), result.stdout
+def run(kws12_run):
+    return kws12_run
 
 
 def test_run_writes_its_artifacts_and_report(run):
@@ -181,3 +174,4 @@ def test_exported_c_cross_compiles_for_cortex_m4f(run, tmp_path):
     print(sizes)
     text_bytes = int(sizes.splitlines()[1].split()[0])
     assert text_bytes >= run[1]["model"]["tflite_bytes"]  # the model sits in flash (.rodata counted as text)
+

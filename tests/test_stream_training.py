@@ -138,6 +138,24 @@ def test_mined_windows_fill_the_hard_slots_at_the_shift_they_fired_at():
     assert rows.labels(batch).tolist() == [2, 1, 1, 1, 1]
 
 
+def test_recordings_fill_their_share_of_a_keyword_beside_synthetic_clips():
+    """Keyword 2 has 2 recordings and 8 synthetic clips, keyword 3 only recordings, label 1 is unknown: with
+    two repeats, keyword 2 keeps its 20 rows but half of them now read its recordings (5 times each, against
+    twice before); keyword 3 and the unknown rows appear as they did. Share 0 keeps every clip's own count."""
+    from training.batches import extra_appearances
+
+    labels = np.array([1, 2, 2, *[2] * 8, 3, 3, 3])
+    synthetic = np.array([False, False, False, *[True] * 8, False, False, False])
+    mask = np.array([False, False, True, True])
+    extra = extra_appearances(labels, synthetic, mask, repeats=2, recording_share=0.5)
+    appearances = extra + 1
+    assert appearances[1:3].tolist() == [5, 5] and appearances[3:11].sum() == 10 and appearances[3:11].min() == 1
+    assert appearances[0] == 1 and appearances[11:].tolist() == [2, 2, 2]
+    assert appearances[labels == 2].sum() == 2 * 10
+    assert (extra_appearances(labels, synthetic, mask, 2, 0.0) == np.where(mask[labels], 1, 0)).all()
+    assert (extra_appearances(labels, synthetic, mask, 2, 0.1) == np.where(mask[labels], 1, 0)).all()  # 4 of 20 already
+
+
 def plateau_record(events: list[tuple[float, float]], seconds: float, keyword: int):
     """(ms, int8 scores) every 200 ms: the keyword's probability `value` for 1 s from each event's time."""
     record = []

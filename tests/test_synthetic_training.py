@@ -73,21 +73,32 @@ def test_other_words_train_as_unknown_and_never_as_a_keyword(espeak_clips, mini_
     assert {labels[k] for items in made.values() for _, k in items} == {UNKNOWN}
 
 
-def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, mini_set, shared_data, tmp_path):
-    """"hey nano" has no recording: it trains on synthetic clips alone, its test split holds only negatives, and
-    the exported firmware settings and the device's BOOT record carry the phrase."""
+def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, kws12_run, mini_set, shared_data, tmp_path):
+    """"hey nano" has no recording: it trains on synthetic clips alone, starting from a kws12 run's features
+    (--init-from, kept but for the last block: --freeze-loaded), its test split holds only negatives, and the
+    exported firmware settings and the device's BOOT record carry the phrase."""
+    import numpy as np
+
     from host_tools.protocol import Boot, parse_line
     from host_tools.simulate import StreamOptions, simulate
     from host_tools.pty_port import Outputs
     from training.artifact import load_artifact
+    from training.model import keras
 
     _, cache = espeak_clips
-    run, firmware = tmp_path / "run", tmp_path / "firmware"
+    run, firmware, base = tmp_path / "run", tmp_path / "firmware", kws12_run[0] / "run"
     result = run_module("training.train", "--data-dir", mini_set, "--keywords", "hey nano", "--synthetic-positives",
                         "80", "--near-misses", "20", "--epochs", "2", "--unknown-share", "2", "--negatives",
                         shared_data / "negatives" / "free_spoken_digits_8khz", "--validation-minutes", "2",
-                        "--cache-dir", cache, "--out", run, "--firmware-dir", firmware)
+                        "--init-from", base, "--freeze-loaded", "--cache-dir", cache, "--out", run, "--firmware-dir", firmware)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"started from {base}: 18 layers' weights, frozen up to the last block" in result.stdout
+    before, after = (keras.models.load_model(folder / "model_float.keras") for folder in (base, run))
+    pairs = [(b, a) for b, a in zip(before.layers, after.layers) if b.weights]
+    last_block = max(i for i, (b, _) in enumerate(pairs) if isinstance(b, keras.layers.DepthwiseConv2D))
+    assert all(np.array_equal(x, y) for b, a in pairs[:last_block] for x, y in zip(b.get_weights(), a.get_weights()))
+    assert not np.array_equal(pairs[-2][0].get_weights()[0], pairs[-2][1].get_weights()[0])  # the last block learnt
+    assert before.output_shape[-1] == 12 and after.output_shape[-1] == 3
     report = json.loads((run / "report.json").read_text())
     assert report["manifest"]["labels"][-1] == "hey nano" and report["dataset"]["synthetic_clips"]["testing"] == 0
     assert report["dataset"]["splits"]["testing"]["hey nano"] == 0 and report["dataset"]["synthetic_clips"]["training"]
@@ -103,3 +114,14 @@ def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, mini
     simulate(load_artifact(run), [clip], Collect(None, False, None), StreamOptions(), [])
     boot = next(record for record in map(parse_line, lines) if isinstance(record, Boot))
     assert "hey nano" in boot.labels and any("BOOT" in line and "hey+nano" in line for line in lines)
+
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--arch", "tiny_conv"], "its model is dscnn with input (49, 10, 1), this run's tiny_conv"),
+    (["--init-from", "{root}/cache"], "no readable model_float.keras there"),
+])
+def test_a_base_run_of_another_kind_is_refused_before_training(kws12_run, options, message):
+    root = kws12_run[0]
+    result = run_module("training.train", "--init-from", root / "run", *[o.format(root=root) for o in options])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -36,19 +36,43 @@ def _one_blas_thread() -> None:
         _limited_pid = os.getpid()
 
 
+def spread(total: int, rows: int) -> np.ndarray:
+    """`total` split as evenly as whole numbers allow over `rows` rows, the first ones getting the remainder."""
+    return total // rows + (np.arange(rows) < total % rows)
+
+
+def extra_appearances(labels: np.ndarray, synthetic: np.ndarray, keyword_mask: np.ndarray, repeats: int,
+                      recording_share: float) -> np.ndarray:
+    """How many more times than once each split row appears in an epoch: a keyword's clips `repeats` times in
+    all, except that a keyword with synthetic clips too draws at least `recording_share` of its rows from its
+    recordings (and as many fewer from its synthetic clips): otherwise a few recordings beside hundreds of
+    synthetic clips would barely count."""
+    extra = np.where(keyword_mask[labels], repeats - 1, 0)
+    for label in np.flatnonzero(keyword_mask):
+        own = labels == label
+        real, fake = np.flatnonzero(own & ~synthetic), np.flatnonzero(own & synthetic)
+        rows = repeats * (len(real) + len(fake))
+        if len(real) and len(fake) and recording_share * rows > repeats * len(real):
+            real_rows = round(recording_share * rows)
+            extra[real] = spread(real_rows - len(real), len(real))
+            extra[fake] = spread(max(rows - real_rows - len(fake), 0), len(fake))
+    return extra
+
+
 class EpochRows:
-    """What an epoch trains on: the split's rows (its keyword rows `keyword_repeats` times), then `hard_slots`
+    """What an epoch trains on: the split's rows, its keyword rows again (extra_appearances), then `hard_slots`
     rows of negative audio (`pool`), each slot drawn from `chosen` (the mined windows, or the whole pool before
     the first round) at its `chosen_shifts` (where it fired; before the first round, the epoch's random shift)."""
 
     def __init__(self, split, pool, hard_slots: int, unknown: int, keyword_mask: np.ndarray, streaming: bool,
-                 keyword_repeats: int = 1):
+                 keyword_repeats: int = 1, recording_share: float = 0.0):
         self.split, self.pool, self.hard_slots, self.unknown = split, pool, hard_slots, unknown
         self.keyword_mask = keyword_mask
         self.chosen = np.arange(len(pool)) if pool is not None else np.zeros(0, np.int64)
         self.chosen_shifts: np.ndarray | None = None
         keyword_rows = np.flatnonzero(keyword_mask[split.labels])
-        self.source = np.concatenate([np.arange(len(split)), np.tile(keyword_rows, keyword_repeats - 1)])
+        extra = extra_appearances(split.labels, split.synthetic, keyword_mask, keyword_repeats, recording_share)
+        self.source = np.concatenate([np.arange(len(split)), *(np.flatnonzero(extra > k) for k in range(extra.max(initial=0)))])
         # the speech-energy profile of every keyword clip, for the labels of stream windows
         self.profiles = {}
         if streaming:

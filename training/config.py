@@ -236,6 +236,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     seed: int = 1
     silence_share: float = 0.1  # relative to the keyword clips of each split
+    recording_share: float = 0.5  # of a keyword's training rows, at least, when it has synthetic clips too
     silence_dbfs: tuple[float, float] = (-70.0, -10.0)  # RMS levels of silence clips: a quiet room to loud noise
     unknown_share: float = 0.1
     augment: AugmentConfig = field(default_factory=AugmentConfig)

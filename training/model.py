@@ -1,6 +1,8 @@
 """Model architectures, all built by one code path, and their size figures."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from training.config import ARCHITECTURES, FeatureConfig
 from training.quiet import import_tensorflow
 
@@ -62,3 +64,19 @@ def build_model(arch: str, n_classes: int, cfg: FeatureConfig = FeatureConfig(),
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     inputs = keras.Input(shape=(cfg.n_frames, cfg.n_mfcc, 1), batch_size=batch_size, name="mfcc")
     return keras.Model(inputs, BUILDERS[arch](inputs, n_classes), name=arch)
+
+
+def warm_start(model: keras.Model, run: Path, freeze: bool) -> str:
+    """Give `model` the weights of every layer of RUN/model_float.keras (the same architecture, trained on
+    other words or classes) but the classifier, whose classes differ: a wake word then starts from features
+    learnt on real speech. With `freeze`, the layers before the last block (the last depthwise convolution;
+    tiny_conv: the classifier) keep those weights. Returns what it did."""
+    source = keras.models.load_model(run / "model_float.keras")  # of the same architecture: run_folder.check_base
+    mine, theirs = [layer for layer in model.layers if layer.weights], [layer for layer in source.layers if layer.weights]
+    for layer, loaded in zip(mine[:-1], theirs[:-1]):
+        layer.set_weights(loaded.get_weights())
+    if freeze:
+        depthwise = [i for i, layer in enumerate(model.layers) if isinstance(layer, layers.DepthwiseConv2D)]
+        for layer in model.layers[: depthwise[-1] if depthwise else model.layers.index(mine[-1])]:
+            layer.trainable = False
+    return f"started from {run}: {len(mine) - 1} layers' weights" + ", frozen up to the last block" * freeze

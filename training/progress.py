@@ -1,8 +1,10 @@
-"""Progress of a long stage: one line per interval in a log, rewritten in place on a terminal."""
+"""Progress of a long stage: one line per interval in a log, rewritten in place on a terminal; one per epoch."""
 from __future__ import annotations
 
 import sys
 import time
+
+import numpy as np
 
 
 class Progress:
@@ -32,3 +34,16 @@ class Progress:
         line = f"{self.stage}: {done:,}/{self.total:,} clips  {rate:,.1f} clips/s  {tail}"
         self.out.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
         self.out.flush()
+
+
+def progress_callback(keras, epochs: int, seconds: list[float]):
+    """One line per epoch: its time, validation accuracy and the time left."""
+    starts: list[float] = []
+
+    def end(epoch, logs):
+        seconds.append(time.monotonic() - starts[-1])
+        left = np.mean(seconds[-5:]) * (epochs - epoch - 1)
+        print(f"epoch {epoch + 1}/{epochs}: {seconds[-1]:.1f} s, validation accuracy {logs.get('val_accuracy', 0):.4f}, "
+              f"about {left / 60:.1f} min left", flush=True)
+
+    return keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: starts.append(time.monotonic()), on_epoch_end=end)

@@ -5,8 +5,10 @@ older run survives; an existing run is never replaced without --overwrite."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 
@@ -53,3 +55,17 @@ def writing(run_dir: Path, overwrite: bool):
         run_dir.rename(old)
     scratch.rename(run_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_base(run: Path, arch: str, input_shape: tuple) -> None:
+    """RUN/model_float.keras is a model of `arch` taking `input_shape`, read from its config without
+    TensorFlow; RunFolderError naming the folder otherwise (a run to start another from)."""
+    try:
+        with zipfile.ZipFile(Path(run) / "model_float.keras") as saved:
+            config = json.loads(saved.read("config.json"))["config"]
+        found = config["name"], tuple(config["layers"][0]["config"]["batch_shape"][1:])
+    except (OSError, KeyError, IndexError, ValueError, zipfile.BadZipFile):
+        raise RunFolderError(f"{run}: no readable model_float.keras there; give a training run's folder") from None
+    if found != (arch, tuple(input_shape)):
+        raise RunFolderError(f"{run}: its model is {found[0]} with input {found[1]}, this run's {arch} with input "
+                             f"{tuple(input_shape)}: train both with the same --arch and features")

@@ -63,10 +63,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips "
                    "of Speech Commands' other words, trained as unknown, so that a synthetic voice is no cue for the "
                    "keyword (default none: measured, they did not help; README)")
+    p.add_argument("--recording-share", type=float, default=defaults.recording_share, help="with --synthetic-positives: "
+                   "the least share of a keyword's training rows its recordings fill, repeated (default %(default)s)")
     p.add_argument("--no-real-positives", action="store_true", help="train and validate on synthetic keyword clips "
                    "alone (the test split keeps the recordings, so the figures say how well that works)")
     p.add_argument("--dry-synthetic", action="store_true", help="give synthetic clips no room and microphone "
                    "(training/acoustics.py), for comparison")
+    p.add_argument("--init-from", type=Path, metavar="RUN", help="start from the weights of another run of the same "
+                   "--arch (RUN/model_float.keras, e.g. one trained on many words), all but its classifier")
+    p.add_argument("--freeze-loaded", action="store_true", help="with --init-from: train only its last block and the classifier")
     p.add_argument("--clip-training", action="store_true", help="wakeword preset: train on whole clips, not stream "
                    "windows, and mine no hard negatives (the kws12 preset always does)")
     p.add_argument("--mining-rounds", type=int, default=TrainConfig().stream.mining_rounds, help="wakeword preset: "
@@ -95,12 +100,19 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
     for name in ("synthetic_positives", "near_misses", "synthetic_others", "mining_rounds"):
         if (getattr(args, name) or 0) < 0:
             p.error(f"--{name.replace('_', '-')} must be a whole number >= 0")
+    try:
+        if args.init_from:
+            run_folder.check_base(args.init_from, args.arch, (FeatureConfig().n_frames, FeatureConfig().n_mfcc, 1))
+    except run_folder.RunFolderError as error:
+        p.error(f"--init-from {error}")
+    if args.freeze_loaded and not args.init_from:
+        p.error("--freeze-loaded needs --init-from RUN")
     if (args.no_real_positives or args.near_misses or args.synthetic_others) and not args.synthetic_positives:
         p.error("--no-real-positives, --near-misses and --synthetic-others need --synthetic-positives N")
     for name in ("learning_rate", "target_fa_per_hour", "validation_minutes"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             p.error(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
-    for name in ("silence_share", "unknown_share"):  # above 1 is fine: a wake word wants more negatives
+    for name in ("silence_share", "unknown_share", "recording_share"):  # above 1 is fine: a wake word wants more negatives
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
             p.error(f"--{name.replace('_', '-')} must be a number >= 0, not {getattr(args, name)}")
     return args
@@ -160,25 +172,12 @@ def epoch_rows(args, labels, dataset, train_cfg: TrainConfig):
     mask = np.array([is_keyword(label) for label in labels])
     train = dataset.splits["training"]
     if not streaming(args):
-        return EpochRows(train, None, 0, labels.index(UNKNOWN), mask, False)
+        return EpochRows(train, None, 0, labels.index(UNKNOWN), mask, False, 1, train_cfg.recording_share)
     slots = math.ceil(train_cfg.stream.hard_negative_share * mask[train.labels].sum())
     print(f"mining pool: {len(dataset.splits['mining']):,} negative clips; {slots:,} hard-negative slots an epoch",
           flush=True)
     return EpochRows(train, dataset.splits["mining"].audio, slots, labels.index(UNKNOWN), mask, True,
-                     train_cfg.stream.keyword_repeats)
-
-
-def progress_callback(keras, epochs: int, seconds: list[float]):
-    """One line per epoch: its time, validation accuracy and the time left."""
-    starts: list[float] = []
-
-    def end(epoch, logs):
-        seconds.append(time.monotonic() - starts[-1])
-        left = np.mean(seconds[-5:]) * (epochs - epoch - 1)
-        print(f"epoch {epoch + 1}/{epochs}: {seconds[-1]:.1f} s, validation accuracy {logs.get('val_accuracy', 0):.4f}, "
-              f"about {left / 60:.1f} min left", flush=True)
-
-    return keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: starts.append(time.monotonic()), on_epoch_end=end)
+                     train_cfg.stream.keyword_repeats, train_cfg.recording_share)
 
 
 def fit(args, labels, dataset, cfg: FeatureConfig, train_cfg: TrainConfig, run_dir: Path):
@@ -186,7 +185,8 @@ def fit(args, labels, dataset, cfg: FeatureConfig, train_cfg: TrainConfig, run_d
     Returns (the last epoch's weights, training figures)."""
     from training.batches import training_batches
     from training.mining import mining_callback, mining_epochs
-    from training.model import build_model, keras
+    from training.model import build_model, keras, warm_start
+    from training.progress import progress_callback
 
     keras.utils.set_random_seed(train_cfg.seed)
     rows = epoch_rows(args, labels, dataset, train_cfg)
@@ -194,6 +194,8 @@ def fit(args, labels, dataset, cfg: FeatureConfig, train_cfg: TrainConfig, run_d
     batches = training_batches(rows, dataset.bank, train_cfg, cfg, args.workers)
     validation = (dataset.features("validation")[..., np.newaxis], dataset.splits["validation"].labels)
     model = build_model(args.arch, len(labels), cfg)
+    if args.init_from:
+        print(warm_start(model, args.init_from, args.freeze_loaded), flush=True)
     schedule = keras.optimizers.schedules.CosineDecay(train_cfg.learning_rate, epochs * len(batches), alpha=0.01)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], weighted_metrics=[])
@@ -290,6 +292,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     train_cfg = replace(TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.seed, silence_share=args.silence_share, unknown_share=args.unknown_share,
+                        recording_share=args.recording_share,
                         stream=replace(TrainConfig().stream, enabled=streaming(args), mining_rounds=args.mining_rounds),
                         acoustics=None if args.dry_synthetic else TrainConfig().acoustics)
     run_dir = args.out or REPO_ROOT / "build" / f"{args.preset}-{args.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
