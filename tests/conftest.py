@@ -63,4 +63,3 @@ def kws12_run(mini_set, tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, json.loads((root / "run" / "report.json").read_text()), result.stdout
-

@@ -174,4 +174,3 @@ def test_exported_c_cross_compiles_for_cortex_m4f(run, tmp_path):
     print(sizes)
     text_bytes = int(sizes.splitlines()[1].split()[0])
     assert text_bytes >= run[1]["model"]["tflite_bytes"]  # the model sits in flash (.rodata counted as text)
-

@@ -116,7 +116,6 @@ def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, kws1
     assert "hey nano" in boot.labels and any("BOOT" in line and "hey+nano" in line for line in lines)
 
 
-
 @pytest.mark.parametrize("options, message", [
     (["--arch", "tiny_conv"], "its model is dscnn with input (49, 10, 1), this run's tiny_conv"),
     (["--init-from", "{root}/cache"], "no readable model_float.keras there"),
