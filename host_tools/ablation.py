@@ -20,8 +20,8 @@ and, with --synthetic-positives N (text-to-speech clips of the keyword: training
     + synthetic        the recordings and N synthetic clips
 
 and, with --base RUN as well (a run of the same architecture trained on other words, without the keyword:
-training.train's --init-from), each of "synthetic only" and "+ synthetic" started from its weights
-("..., from a base") and with its features kept but for the last block ("..., frozen base").
+training.train's --init-from), each of "synthetic only", "synthetic only, other words" and "+ synthetic" started
+from its weights ("..., from a base") and with its features kept but for the last block ("..., frozen base").
 
 Test audio is always real recordings. Besides each calibrated point, the DET table gives every variant's
 fewest misses at each number of false accepts in the test stream (a threshold sweep at its calibrated
@@ -50,7 +50,8 @@ VARIANTS = {"clip windows": ["--clip-training"], "stream windows": ["--mining-ro
 SYNTHETIC_VARIANTS = {"synthetic only": ["--no-real-positives"],
                       "synthetic only, other words": ["--no-real-positives", "--synthetic-others", None],
                       "synthetic only, dry": ["--no-real-positives", "--dry-synthetic"], "+ synthetic": []}
-BASE_VARIANTS = {", from a base": [], ", frozen base": ["--freeze-loaded"]}  # after "synthetic only" and "+ synthetic"
+BASE_VARIANTS = {", from a base": [], ", frozen base": ["--freeze-loaded"]}  # after each of BASE_STARTS
+BASE_STARTS = ("synthetic only", "synthetic only, other words", "+ synthetic")
 DET_FALSE_ACCEPTS = (0, 1, 2, 3, 5, 8)  # false accepts in the 20-minute test stream (8: MLPerf Tiny's limit)
 
 
@@ -63,7 +64,7 @@ def variants(names: list[str] | None, synthetic_positives: int | None, base: Pat
                           for name, extra in SYNTHETIC_VARIANTS.items()})
     if synthetic_positives and base:
         available.update({start + suffix: [*available[start], "--init-from", str(base), *extra]
-                          for start in ("synthetic only", "+ synthetic") for suffix, extra in BASE_VARIANTS.items()})
+                          for start in BASE_STARTS for suffix, extra in BASE_VARIANTS.items()})
     unknown = [n for n in names or [] if n not in available]
     if unknown:
         raise ValueError(f"unknown variant {', '.join(map(repr, unknown))}: choose from {', '.join(map(repr, available))}"

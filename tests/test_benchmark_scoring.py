@@ -1,6 +1,8 @@
 """host_tools/scoring.py's benchmark figures on hand-made streams: the edges test_host_scoring.py leaves out
 (a detection just before a keyword, just past its no-false-alarm window, two inside its hit window), MLPerf
 Tiny's pass criterion, DET points, the FRR at a false-accept rate and the resolvable rate."""
+from pathlib import Path
+
 import pytest
 
 from host_tools.scoring import (Keyword, det_point, frr_at, mlperf_verdict, poisson_interval, resolvable_rate_per_hour,
@@ -80,5 +82,8 @@ def test_the_ablation_compares_variants_at_the_same_false_accepts():
     assert "synthetic only" not in variants(None, None)
     chosen = variants(["synthetic only", "+ hard negatives"], 1000)
     assert chosen == {"+ hard negatives": [], "synthetic only": ["--synthetic-positives", "1000", "--no-real-positives"]}
+    based = variants(["synthetic only, other words, frozen base"], 1000, Path("/runs/base"))
+    assert based == {"synthetic only, other words, frozen base": ["--synthetic-positives", "1000", "--no-real-positives",
+                     "--synthetic-others", "1000", "--init-from", "/runs/base", "--freeze-loaded"]}
     with pytest.raises(ValueError, match=r"'\+ synthetic'.*need --synthetic-positives"):
         variants(["+ synthetic"], None)
