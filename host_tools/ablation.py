@@ -1,7 +1,7 @@
 """What each change to the wake word buys, measured on the same keyword, data and test audio (the README's table).
 
     python -m host_tools.ablation --data-dir DIR --negatives DIR [--seeds 1 2] [--variants NAME ...]
-                                  [--synthetic-positives N] [--skip-bad-audio]
+                                  [--synthetic-positives N [--near-misses N]] [--skip-bad-audio]
     make ablation DATA_DIR=DIR NEGATIVES=DIR [TEST_SET=DIR] [ABLATION_ARGS="--synthetic-positives 1000"]
 
 Variants, each host_tools.benchmark's wake-word recipe with one thing taken away (runs cached with the
@@ -55,11 +55,14 @@ BASE_STARTS = ("synthetic only", "synthetic only, other words", "+ synthetic")
 DET_FALSE_ACCEPTS = (0, 1, 2, 3, 5, 8)  # false accepts in the 20-minute test stream (8: MLPerf Tiny's limit)
 
 
-def variants(names: list[str] | None, synthetic_positives: int | None, base: Path | None = None) -> dict[str, list[str]]:
-    """The chosen variants' extra training options (all of them when `names` is None)."""
+def variants(names: list[str] | None, synthetic_positives: int | None, base: Path | None = None,
+             near_misses: int | None = None) -> dict[str, list[str]]:
+    """The chosen variants' extra training options (all of them when `names` is None); `near_misses` is given to
+    every synthetic variant (None: training.train's default)."""
     available = dict(VARIANTS)
     if synthetic_positives:
-        available.update({name: ["--synthetic-positives", str(synthetic_positives),
+        near = [] if near_misses is None else ["--near-misses", str(near_misses)]
+        available.update({name: ["--synthetic-positives", str(synthetic_positives), *near,
                                  *(str(synthetic_positives) if a is None else a for a in extra)]  # None: N
                           for name, extra in SYNTHETIC_VARIANTS.items()})
     if synthetic_positives and base:
@@ -161,14 +164,18 @@ def main(argv=None) -> int:
     p.add_argument("--synthetic-positives", type=int, metavar="N", help="add the synthetic variants, N clips each")
     p.add_argument("--base", type=Path, metavar="RUN", help="with --synthetic-positives: add the variants started from "
                    "this run's weights (one trained without the keyword)")
+    p.add_argument("--near-misses", type=int, metavar="N", help="with --synthetic-positives: N near misses in every "
+                   "synthetic variant (training.train's --near-misses; default: its default)")
     args, rest = p.parse_known_args(argv)
     options = benchmark.parse_args(rest)
     if args.synthetic_positives is not None and args.synthetic_positives < 1:
         p.error(f"--synthetic-positives must be at least 1, not {args.synthetic_positives}")
+    if args.near_misses is not None and (args.near_misses < 0 or not args.synthetic_positives):
+        p.error(f"--near-misses {args.near_misses}: needs --synthetic-positives N and a count of at least 0")
     if args.base and not (args.synthetic_positives and (args.base / "model_float.keras").is_file()):
         p.error(f"--base {args.base}: needs --synthetic-positives N and a training run's folder (with model_float.keras)")
     try:
-        chosen = variants(args.variants, args.synthetic_positives, args.base and args.base.resolve())
+        chosen = variants(args.variants, args.synthetic_positives, args.base and args.base.resolve(), args.near_misses)
     except ValueError as error:
         p.error(str(error))
     from training.artifact import ArtifactError, load_artifact

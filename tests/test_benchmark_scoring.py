@@ -85,5 +85,18 @@ def test_the_ablation_compares_variants_at_the_same_false_accepts():
     based = variants(["synthetic only, other words, frozen base"], 1000, Path("/runs/base"))
     assert based == {"synthetic only, other words, frozen base": ["--synthetic-positives", "1000", "--no-real-positives",
                      "--synthetic-others", "1000", "--init-from", "/runs/base", "--freeze-loaded"]}
+    near = variants(["synthetic only", "+ synthetic", "clip windows"], 1000, near_misses=0)
+    assert near == {"clip windows": ["--clip-training"], "+ synthetic": ["--synthetic-positives", "1000", "--near-misses", "0"],
+                    "synthetic only": ["--synthetic-positives", "1000", "--near-misses", "0", "--no-real-positives"]}
     with pytest.raises(ValueError, match=r"'\+ synthetic'.*need --synthetic-positives"):
         variants(["+ synthetic"], None)
+
+
+@pytest.mark.parametrize("argv", [["--near-misses", "5"], ["--synthetic-positives", "10", "--near-misses", "-1"]])
+def test_the_ablation_rejects_near_misses_it_cannot_use(argv, capsys, tmp_path):
+    from host_tools.ablation import main
+
+    with pytest.raises(SystemExit):
+        main([*argv, "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert f"--near-misses {argv[-1]}: needs --synthetic-positives N" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # stopped before anything was written
