@@ -2,13 +2,17 @@
 unknown, and a phrase with a space through training, export, the C header and the device's BOOT record."""
 import io
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import run_module
+from conftest import REPO_ROOT, run_module
 from training.config import SILENCE, UNKNOWN, FeatureConfig
 from training.data import is_synthetic, synthetic_split
 from training.dataset import plan_splits
+from training.synthesize import SynthesisError
 from training.synthetic_sets import for_training, other_words, others_for_training
 from training.tts_engines import find_engines
 
@@ -56,6 +60,39 @@ def test_synthesis_for_training_is_made_once_and_reused(espeak_clips):
     assert for_training("yes", 60, 30, cache, jobs=2, log=log) == folders
     assert log.getvalue().count("reusing") == 2
     assert {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")} == before
+
+
+def test_a_folder_being_synthesised_is_never_seen_half_written(espeak_clips, tmp_path):
+    """While a training writes its clips, their folder is the earlier (stale) one or the whole new one: a training
+    started meanwhile never reads half of it, and nothing is left beside it."""
+    folder = tmp_path / "synthetic" / "no-positive-24-seed1"
+    (folder / "no").mkdir(parents=True)
+    (folder / "no.synthesis.json").write_text(json.dumps({"engines": {"an engine no longer here": 1}, "count_requested": 24}))
+    stray = folder / "no" / "tts-gone_nohash_0.wav"
+    stray.write_bytes(b"")
+    make = "import io, sys; from training.synthetic_sets import for_training; for_training('no', 24, 0, sys.argv[1], 1, log=io.StringIO())"
+    process = subprocess.Popen([sys.executable, "-c", make, str(tmp_path)], cwd=REPO_ROOT)
+    seen = set()
+    while process.poll() is None:
+        try:
+            manifest = json.loads((folder / "no.synthesis.json").read_text())
+            seen.add("stale" if stray.exists() else ("whole" if len(list((folder / "no").iterdir())) == manifest.get("written")
+                                                      else "half"))
+        except FileNotFoundError:
+            seen.add("absent")  # between setting the stale folder aside and renaming the new one
+        time.sleep(0.001)
+    assert process.wait() == 0 and "half" not in seen and "stale" in seen, seen
+    manifest = json.loads((folder / "no.synthesis.json").read_text())
+    assert not stray.exists() and manifest["count_requested"] == 24 and len(list((folder / "no").glob("*.wav"))) == 24
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
+
+
+def test_an_unwritable_cache_is_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SynthesisError, match=f"{blocker / 'synthetic'}: cannot write synthetic clips there"):
+        for_training("yes", 4, 0, blocker, jobs=1, log=io.StringIO())
+    assert blocker.read_text() == ""
 
 
 def test_other_words_train_as_unknown_and_never_as_a_keyword(espeak_clips, mini_set):
