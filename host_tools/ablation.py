@@ -16,7 +16,7 @@ and, with --synthetic-positives N (text-to-speech clips of the keyword: training
 
     synthetic only     N synthetic clips of the keyword and no recording of it (--no-real-positives)
     synthetic only, other words      and N synthetic clips of other words as unknown (--synthetic-others N)
-    synthetic only, dry              without the emphasis, room and microphone (--dry-synthetic)
+    synthetic only, dry              without the room and microphone (--dry-synthetic)
     + synthetic        the recordings and N synthetic clips
 
 and, with --base RUN as well (a run of the same architecture trained on other words, without the keyword:

@@ -1,10 +1,10 @@
-"""Emphasis, room and microphone augmentation (training/acoustics.py): measured on tones and on real audio."""
+"""Room and microphone augmentation (training/acoustics.py): measured on tones and on real audio."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.acoustics import augment, emphasis, microphone, microphone_response, reverberate, room_impulse_responses
+from training.acoustics import augment, microphone, microphone_response, reverberate, room_impulse_responses
 from training.config import AcousticConfig
 from training.data import read_audio
 
@@ -123,28 +123,6 @@ def test_microphone_on_real_recordings(mini_set, noise):
         assert measured <= -at_least_db, (noise, low, high)
 
 
-def test_emphasis_reweighs_a_words_sounds_within_its_range(mini_set):
-    clip = read_audio(sorted((mini_set / "yes").glob("*.wav"))[0], RATE)
-    rows = np.stack([clip] * 32)
-    out = emphasis(rows, np.random.default_rng(9), 0.1, (-8.0, 8.0))
-    rms = np.sqrt(np.mean(np.square(clip, dtype=np.float64)))
-    assert np.allclose(np.sqrt(np.mean(np.square(out, dtype=np.float64), axis=1)), rms, rtol=1e-4)  # level kept
-    heard = np.abs(clip) > 1e-3
-    gain_db = 20 * np.log10(np.abs(out[:, heard]) / np.abs(clip[heard]))
-    spans = gain_db.max(axis=1) - gain_db.min(axis=1)
-    assert np.all(spans <= 16.0 + 1e-3) and np.median(spans) > 6.0  # knots 16 dB apart at most, drawn apart
-    steps = np.abs(np.diff(gain_db, axis=1)) / np.diff(np.flatnonzero(heard))
-    assert steps.max() <= 16.0 / 1600 + 1e-4  # linear between knots 100 ms apart: no jumps
-
-    def tenths_db(audio):  # the level of each 100 ms of each row
-        return 10 * np.log10(np.mean(np.square(audio.reshape(len(audio), 10, -1), dtype=np.float64), axis=2))
-
-    balance = tenths_db(out) - tenths_db(rows)  # each part's change of level: differs part to part and row to row
-    assert np.std(balance[:, 3] - balance[:, 6]) > 3.0
-    flat = emphasis(rows[:2], np.random.default_rng(9), 0.1, (0.0, 0.0))
-    assert np.allclose(flat, rows[:2], atol=1e-6)
-
-
 def test_augmentation_is_deterministic_and_keeps_shape():
     audio = np.random.default_rng(6).standard_normal((40, RATE)).astype(np.float32) * 0.1
     first = augment(audio, np.random.default_rng(7))
@@ -152,15 +130,10 @@ def test_augmentation_is_deterministic_and_keeps_shape():
     assert np.array_equal(first, augment(audio, np.random.default_rng(7)))
     assert np.array_equal(first, augment(audio, np.random.default_rng(7), workers=2))  # FFT threads change nothing
     assert not np.array_equal(first, augment(audio, np.random.default_rng(8)))
-    untouched = augment(audio, np.random.default_rng(7), AcousticConfig(emphasis_probability=0, reverb_probability=0,
-                                                                       microphone_probability=0))
+    untouched = augment(audio, np.random.default_rng(7), AcousticConfig(reverb_probability=0, microphone_probability=0))
     assert np.array_equal(untouched, audio)
-    only_rooms = AcousticConfig(emphasis_probability=0, reverb_probability=1, microphone_probability=0)
+    only_rooms = AcousticConfig(reverb_probability=1, microphone_probability=0)
     assert np.all(np.any(augment(audio, np.random.default_rng(7), only_rooms) != audio, axis=1))
-    half = np.any(augment(audio, np.random.default_rng(7), AcousticConfig(emphasis_probability=0, microphone_probability=0))
-                  != audio, axis=1)
+    half = np.any(augment(audio, np.random.default_rng(7), AcousticConfig(microphone_probability=0)) != audio, axis=1)
     assert 0 < half.sum() < len(audio)  # reverb_probability 0.5
-    emphasised = np.any(augment(audio, np.random.default_rng(7), AcousticConfig(reverb_probability=0, microphone_probability=0))
-                        != audio, axis=1)
-    assert 0 < emphasised.sum() < len(audio)  # emphasis_probability 0.5
     assert augment(audio[:0], np.random.default_rng(7)).shape == (0, RATE)  # an empty batch is fine

@@ -1,15 +1,9 @@
 """Acoustic augmentation for synthetic speech: the room it is spoken in and the board's microphone.
 
-Text-to-speech is dry and full-band, as if spoken into the listener's ear, and says a word's sounds
-with the same weight every time; the board hears a person across a room through a small MEMS microphone.
-Three models, on float32 batches (clips, samples), every random draw from the caller's np.random.Generator,
-so a generator state gives the same output:
+Text-to-speech is dry and full-band, as if spoken into the listener's ear; the board hears a voice
+across a room through a small MEMS microphone. Two models, on float32 batches (clips, samples),
+every random draw from the caller's np.random.Generator, so a generator state gives the same output:
 
-* Emphasis: people weigh a word's sounds differently (one speaker of the test set says "yes" with a weak,
-  short vowel and a strong /s/, which a model trained on text-to-speech alone rejected). A gain
-  contour, a gain in dB drawn uniformly from `emphasis_range_db` every `emphasis_step_s` (at a random
-  phase) and interpolated linearly between, makes some sounds of the clip louder and others weaker;
-  the clip keeps its RMS level.
 * Room: an impulse response of exponentially decaying Gaussian noise (Polack's statistical model
   of late reverberation, as in Lehmann & Johansson 2008's fast approximation of the image-source
   method) after a direct-path impulse. The amplitude envelope exp(-6.91 t / RT60) falls 60 dB in
@@ -127,32 +121,11 @@ def microphone(
     return _convolve(audio, spectra_of, settle, workers)
 
 
-def emphasis(audio: np.ndarray, rng: np.random.Generator, step_s: float = 0.1,
-             range_db: tuple[float, float] = (-8.0, 8.0), sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Each clip under its own random gain contour (dB, linear between knots every `step_s`), at its own
-    RMS level again."""
-    audio = np.asarray(audio, np.float32)
-    step = step_s * sample_rate
-    knots = int(np.ceil(audio.shape[1] / step)) + 2  # the first knot at or before sample 0, the last past the end
-    gains_db = rng.uniform(*range_db, (len(audio), knots))
-    positions = np.arange(audio.shape[1])[None, :] + rng.uniform(0, step, (len(audio), 1))  # in samples
-    at, frac = np.divmod(positions / step, 1.0)
-    at = at.astype(np.int64)
-    contour_db = np.take_along_axis(gains_db, at, 1) * (1 - frac) + np.take_along_axis(gains_db, at + 1, 1) * frac
-    out = audio * (10 ** (contour_db / 20)).astype(np.float32)
-    before = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1, keepdims=True))
-    after = np.sqrt(np.mean(np.square(out, dtype=np.float64), axis=1, keepdims=True))
-    return (out * (before / np.maximum(after, 1e-12))).astype(np.float32)
-
-
 def augment(audio: np.ndarray, rng: np.random.Generator, cfg: AcousticConfig = AcousticConfig(), workers: int = 1) -> np.ndarray:
-    """An emphasis contour, a room and the microphone, each with its probability (cfg), in that order."""
+    """A room with probability cfg.reverb_probability, then the microphone with its probability."""
     out = np.array(audio, np.float32, copy=True)
-    emphasised = rng.random(len(out)) < cfg.emphasis_probability
     in_room = rng.random(len(out)) < cfg.reverb_probability
     through_mic = rng.random(len(out)) < cfg.microphone_probability
-    if emphasised.any():
-        out[emphasised] = emphasis(out[emphasised], rng, cfg.emphasis_step_s, cfg.emphasis_range_db)
     if in_room.any():
         out[in_room] = reverberate(out[in_room], rng, cfg.rt60_range_s, cfg.drr_range_db, cfg.first_reflection_range_s,
                                    workers=workers)

@@ -211,12 +211,8 @@ def with_overrides(configs: dict, assignments: list[str]) -> dict:
 
 @dataclass(frozen=True)
 class AcousticConfig:
-    """The speaker's emphasis, room and microphone given to synthetic (text-to-speech) clips in training:
-    training/acoustics.py."""
+    """The room and microphone given to synthetic (text-to-speech) clips in training: training/acoustics.py."""
 
-    emphasis_probability: float = 0.5
-    emphasis_step_s: float = 0.1  # a gain drawn every 100 ms: a vowel or a consonant louder or weaker
-    emphasis_range_db: tuple[float, float] = (-8.0, 8.0)
     reverb_probability: float = 0.5
     rt60_range_s: tuple[float, float] = (0.2, 0.8)
     drr_range_db: tuple[float, float] = (0.0, 12.0)

@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "the least share of a keyword's training rows its recordings fill, repeated (default %(default)s)")
     p.add_argument("--no-real-positives", action="store_true", help="train and validate on synthetic keyword clips "
                    "alone (the test split keeps the recordings, so the figures say how well that works)")
-    p.add_argument("--dry-synthetic", action="store_true", help="give synthetic clips no emphasis, room and microphone "
+    p.add_argument("--dry-synthetic", action="store_true", help="give synthetic clips no room and microphone "
                    "(training/acoustics.py), for comparison")
     p.add_argument("--init-from", type=Path, metavar="RUN", help="start from the weights of another run of the same "
                    "--arch (RUN/model_float.keras, e.g. one trained on many words), all but its classifier")
