@@ -85,6 +85,8 @@ def test_a_folder_being_synthesised_is_never_seen_half_written(espeak_clips, tmp
     manifest = json.loads((folder / "no.synthesis.json").read_text())
     assert not stray.exists() and manifest["count_requested"] == 24 and len(list((folder / "no").glob("*.wav"))) == 24
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
+    (tmp_path / "made-by-mkdir").mkdir()
+    assert folder.stat().st_mode == (tmp_path / "made-by-mkdir").stat().st_mode  # readable as the umask allows
 
 
 def test_an_unwritable_cache_is_named(tmp_path):

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -52,9 +52,9 @@ def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, j
     phrases, about = request()
     log.write(f"synthetic {role} clips of {', '.join(map(repr, phrases[:4]))}{', ...' * (len(phrases) > 4)}: "
               f"writing {count:,} into {folder}\n")
+    partial = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:12]}")  # mkdir keeps the umask's modes
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+        partial.mkdir(parents=True)
     except OSError as error:
         raise SynthesisError(f"{folder.parent}: cannot write synthetic clips there ({error.strerror or error})") from None
     try:
