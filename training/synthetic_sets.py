@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Callable
 
+from training import run_folder
 from training.config import OTHER_WORDS
 from training.synthesize import NEAR_MISSES, SynthesisError, near_misses_of, normalize_phrase, synthesize
 from training.tts_engines import find_engines
@@ -31,42 +29,27 @@ def voices_found() -> dict[str, int]:
     return {e.name: len(e.voices) for e in find_engines()[0]}
 
 
-def reusable(folder: Path, manifest_name: str, count: int, voices: dict[str, int]) -> dict | None:
-    """The folder's manifest, if it holds `count` clips requested from the same engines and `voices`."""
-    try:
-        made = json.loads((folder / manifest_name).read_text())
-    except (OSError, ValueError):
-        return None
-    return made if made.get("engines") == voices and made.get("count_requested") == count else None
-
-
 def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, jobs: int, voices: dict[str, int],
            request: Callable[[], tuple[list[str], dict]], log=sys.stderr) -> Path:
     """`count` clips in `folder` of the phrases `request()` gives (with what their manifest records), written
     once: reused while the manifest says it holds as many from the same engines and `voices`. The folder's
     name holds everything the phrases follow from."""
-    made = reusable(folder, manifest_name, count, voices)
-    if made:
+    try:
+        made = json.loads((folder / manifest_name).read_text())
+    except (OSError, ValueError):
+        made = {}
+    if made.get("engines") == voices and made.get("count_requested") == count:
         log.write(f"synthetic {role} clips: reusing {made['written']:,} in {folder}\n")
         return folder
     phrases, about = request()
     log.write(f"synthetic {role} clips of {', '.join(map(repr, phrases[:4]))}{', ...' * (len(phrases) > 4)}: "
               f"writing {count:,} into {folder}\n")
-    partial = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:12]}")  # mkdir keeps the umask's modes
     try:
-        partial.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SynthesisError(f"{folder.parent}: cannot write synthetic clips there ({error.strerror or error})") from None
-    try:
-        synthesize(phrases, partial, count, seed, jobs, role=role, about=about, log=log)
-        if not reusable(folder, manifest_name, count, voices):  # else another training made the same clips meanwhile
-            earlier = partial.with_name(partial.name + ".earlier")
-            if folder.exists():
-                os.replace(folder, earlier)  # a folder cannot replace a non-empty one: set the stale one aside first
-            os.replace(partial, folder)
-            shutil.rmtree(earlier, ignore_errors=True)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    with run_folder.writing(folder, overwrite=True) as scratch:  # renamed into place when whole, as a run is
+        synthesize(phrases, scratch, count, seed, jobs, role=role, about=about, log=log)
     return folder
 
 
