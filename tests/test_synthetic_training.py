@@ -62,6 +62,17 @@ def test_synthesis_for_training_is_made_once_and_reused(espeak_clips):
     assert {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")} == before
 
 
+def test_clips_drawn_from_other_ranges_are_made_again(espeak_clips, tmp_path, monkeypatch):
+    """A cached folder is reused only while the code draws its clips from the same ranges."""
+    def synthesised() -> str:
+        log = io.StringIO()
+        for_training("no", 6, 0, tmp_path, jobs=1, log=log)
+        return log.getvalue()
+    assert "writing 6" in synthesised() and "reusing 6" in synthesised()
+    monkeypatch.setattr("training.synthesize.SHIFT_RANGE", (-2.5, 2.5))
+    assert "writing 6" in synthesised() and "reusing 6" in synthesised()
+
+
 def test_a_folder_being_synthesised_is_never_seen_half_written(espeak_clips, tmp_path):
     """While a training writes its clips, their folder is the earlier (stale) one or the whole new one: a training
     started meanwhile never reads half of it, and nothing is left beside it."""

@@ -300,6 +300,13 @@ def synthesize(
     return summary
 
 
+def sampling_ranges() -> dict:
+    """The ranges each clip's rendering is drawn from, as its manifest records them (JSON: lists)."""
+    return {"speed": list(SPEED_RANGE), "pitch": list(PITCH_RANGE), "shift": list(SHIFT_RANGE),
+            "level_dbfs": list(LEVEL_RANGE_DBFS), "noise": list(NOISE_RANGE), "noise_w": list(NOISE_W_RANGE),
+            "max_speed": MAX_SPEED}
+
+
 def write_manifest(out_dir: Path, phrases: list[str], role: str, seed: int, count: int, summary: Summary, entries: list,
                    about: dict) -> Path:
     """Everything needed to reproduce the clips; no times or paths of this machine, so it is reproducible too."""
@@ -309,8 +316,7 @@ def write_manifest(out_dir: Path, phrases: list[str], role: str, seed: int, coun
         "role": role,  # "positive": the label is the phrase; "confusable" (near misses), "other": the unknown class
         **about, "phrases": phrases, "seed": seed, "count_requested": count, "written": summary.written,
         "sped_up": summary.sped_up, "dropped": summary.dropped, "engines": summary.engines, "missing": summary.missing,
-        "ranges": {"speed": SPEED_RANGE, "pitch": PITCH_RANGE, "shift": SHIFT_RANGE, "level_dbfs": LEVEL_RANGE_DBFS,
-                   "noise": NOISE_RANGE, "noise_w": NOISE_W_RANGE, "max_speed": MAX_SPEED},
+        "ranges": sampling_ranges(),
         "clips": sorted(entries, key=lambda entry: entry["index"]),
     }
     path.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -15,7 +15,7 @@ from typing import Callable
 
 from training import run_folder
 from training.config import OTHER_WORDS
-from training.synthesize import NEAR_MISSES, SynthesisError, near_misses_of, normalize_phrase, synthesize
+from training.synthesize import NEAR_MISSES, SynthesisError, near_misses_of, normalize_phrase, sampling_ranges, synthesize
 from training.tts_engines import find_engines
 
 
@@ -32,13 +32,14 @@ def voices_found() -> dict[str, int]:
 def cached(folder: Path, manifest_name: str, count: int, role: str, seed: int, jobs: int, voices: dict[str, int],
            request: Callable[[], tuple[list[str], dict]], log=sys.stderr) -> Path:
     """`count` clips in `folder` of the phrases `request()` gives (with what their manifest records), written
-    once: reused while the manifest says it holds as many from the same engines and `voices`. The folder's
-    name holds everything the phrases follow from."""
+    once: reused while the manifest says it holds as many from the same engines and `voices`, drawn from the
+    same ranges (a code change to them remakes the clips). The folder's name holds everything the phrases
+    follow from."""
     try:
         made = json.loads((folder / manifest_name).read_text())
     except (OSError, ValueError):
         made = {}
-    if made.get("engines") == voices and made.get("count_requested") == count:
+    if (made.get("engines"), made.get("count_requested"), made.get("ranges")) == (voices, count, sampling_ranges()):
         log.write(f"synthetic {role} clips: reusing {made['written']:,} in {folder}\n")
         return folder
     phrases, about = request()
