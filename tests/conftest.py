@@ -3,6 +3,7 @@ except in strict mode (KWS_STRICT=1, set by .ci/run), where anything missing fai
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,12 @@ from host_tools.c_build import ToolMissing, find_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRICT = os.environ.get("KWS_STRICT") == "1"
+
+
+def interruptible() -> None:
+    """A Popen preexec_fn: the child takes SIGINT as Ctrl-C even when the tests run in the background
+    (a non-interactive shell starts `cmd &` with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def missing(what: str) -> None:

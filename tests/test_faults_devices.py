@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, interruptible
 from firmware_build import MANIFEST
 
 CLIP = "micro_speech_testdata/yes_1000ms.wav"
@@ -31,7 +31,8 @@ def start_simulator(tmp_path, *args, reader=True):
     """simulate.py --pty with a link, and (if `reader`) a process holding the port open as a monitor does."""
     link = tmp_path / "ttyKWS"
     simulator = subprocess.Popen([sys.executable, "host_tools/simulate.py", "--pty", "--pty-link", link, "--realtime",
-                                  *map(str, args)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+                                  *map(str, args)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=interruptible)
     deadline = time.monotonic() + 30
     while not link.is_symlink():
         assert time.monotonic() < deadline and simulator.poll() is None, simulator.stderr.read()

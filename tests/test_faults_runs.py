@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, run_module
+from conftest import REPO_ROOT, interruptible, run_module
 from firmware_build import ARTIFACT
 from test_download import server  # noqa: F401  (the local HTTP server fixture)
 from training import download
@@ -61,7 +61,7 @@ def test_an_interrupted_rerun_leaves_the_previous_run_whole(finished_run, mini_s
     command = [sys.executable, "-m", "training.train", "--data-dir", str(mini_set), *QUICK[:-1], "--epochs", "50",
                "--no-export", "--out", str(finished_run), "--overwrite", "--cache-dir", str(finished_run.parent / "cache")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               preexec_fn=interruptible, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in process.stdout:  # interrupt once training has written its first checkpoint
         if line.startswith("epoch 3/"):  # training.train's progress line as epoch 3 ends
             break
