@@ -92,6 +92,21 @@ def test_the_ablation_compares_variants_at_the_same_false_accepts():
         variants(["+ synthetic"], None)
 
 
+def test_the_ablation_names_the_recordings_each_variant_missed():
+    """Misses are counted per recording over the seeds, against how often the stream played it; the report
+    names them, most missed first, and says none for a variant that missed nothing."""
+    from host_tools.ablation import markdown, missed_recordings
+
+    sources = ["yes/a_nohash_0.wav", "yes/b_nohash_0.wav", "yes/a_nohash_0.wav", "yes/c_nohash_1.wav"]
+    results = {"synthetic": {1: {"calibrated": {"missed": [0, 2, 3]}}, 2: {"calibrated": {"missed": [3]}}},
+               "recordings": {1: {"calibrated": {"missed": []}}}}
+    missed = missed_recordings(results, sources)
+    assert missed == {"synthetic": [("yes/a_nohash_0.wav", 2, 4), ("yes/c_nohash_1.wav", 2, 2)], "recordings": []}
+    report = markdown([], [], "yes", 44.6, missed)
+    assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in report
+    assert "- recordings: none" in report
+
+
 @pytest.mark.parametrize("argv", [["--near-misses", "5"], ["--synthetic-positives", "10", "--near-misses", "-1"]])
 def test_the_ablation_rejects_near_misses_it_cannot_use(argv, capsys, tmp_path):
     from host_tools.ablation import main
