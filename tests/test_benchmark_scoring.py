@@ -93,18 +93,23 @@ def test_the_ablation_compares_variants_at_the_same_false_accepts():
 
 
 def test_the_ablation_names_the_recordings_each_variant_missed():
-    """Misses are counted per recording over the seeds, against how often the stream played it; the report
-    names them, most missed first, and says none for a variant that missed nothing."""
+    """Misses are counted per recording over the seeds, against how often the stream played it, at the
+    calibrated point and at the DET's last column; the report names them, most missed first, and says none
+    for a variant that missed nothing."""
     from host_tools.ablation import markdown, missed_recordings
 
     sources = ["yes/a_nohash_0.wav", "yes/b_nohash_0.wav", "yes/a_nohash_0.wav", "yes/c_nohash_1.wav"]
-    results = {"synthetic": {1: {"calibrated": {"missed": [0, 2, 3]}}, 2: {"calibrated": {"missed": [3]}}},
-               "recordings": {1: {"calibrated": {"missed": []}}}}
-    missed = missed_recordings(results, sources)
-    assert missed == {"synthetic": [("yes/a_nohash_0.wav", 2, 4), ("yes/c_nohash_1.wav", 2, 2)], "recordings": []}
-    report = markdown([], [], "yes", 44.6, missed)
-    assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in report
-    assert "- recordings: none" in report
+    results = {"synthetic": {1: {"calibrated": {"missed": [0, 2, 3]}, "det_limit": {"missed": [3]}},
+                             2: {"calibrated": {"missed": [3]}, "det_limit": {"missed": []}}},
+               "recordings": {1: {"calibrated": {"missed": []}, "det_limit": {"missed": [1]}}}}
+    missed = {point: missed_recordings(results, sources, point) for point in ("calibrated", "det_limit")}
+    assert missed["calibrated"] == {"synthetic": [("yes/a_nohash_0.wav", 2, 4), ("yes/c_nohash_1.wav", 2, 2)],
+                                    "recordings": []}
+    assert missed["det_limit"] == {"synthetic": [("yes/c_nohash_1.wav", 1, 2)], "recordings": [("yes/b_nohash_0.wav", 1, 1)]}
+    calibrated, limit = markdown([], [], "yes", 44.6, missed).split("at the last column's threshold (≤ 8 FA)")
+    assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in calibrated
+    assert "- recordings: none" in calibrated
+    assert "- synthetic: `yes/c_nohash_1.wav` 1/2" in limit and "- recordings: `yes/b_nohash_0.wav` 1/1" in limit
 
 
 @pytest.mark.parametrize("argv", [["--near-misses", "5"], ["--synthetic-positives", "10", "--near-misses", "-1"]])
