@@ -153,10 +153,9 @@ def missed_recordings(results: dict, sources: list[str], point: str) -> dict[str
     """Per variant, each recording missed at `point` ("calibrated" or "det_limit"): (recording, times missed,
     times heard), over the seeds, most missed first. `sources`: the recording of each keyword occurrence, in
     the stream's order."""
-    out = {}
+    out, heard = {}, Counter(sources)
     for variant, by_seed in results.items():
         missed = Counter(sources[i] for r in by_seed.values() for i in r[point]["missed"])
-        heard = Counter(sources)
         out[variant] = sorted(((s, n, heard[s] * len(by_seed)) for s, n in missed.items()), key=lambda m: (-m[1], m[0]))
     return out
 
