@@ -77,22 +77,15 @@ def variants(names: list[str] | None, synthetic_positives: int | None, base: Pat
     return {name: extra for name, extra in available.items() if names is None or name in names}
 
 
-def replayed(core, record: list, seconds: float, keywords: list, detection: DetectionConfig) -> scoring.Score:
-    """A recorded stream's inferences through the C recognizer at `detection`, scored."""
-    from host_tools.core import replay
-
-    labels = core.manifest.labels
-    return scoring.score([(t, labels[k]) for t, k in replay(core, record, detection)], keywords, seconds)
-
-
 def scored(artifact, stream_record: tuple, negatives_record: tuple, keywords: list, detection: DetectionConfig) -> dict:
     """One recognizer setting over both recorded streams (replayed through the C recognizer)."""
     from host_tools.core import load_core
+    from host_tools.operating_point import replayed
 
     core = load_core(artifact)
     (record, seconds), (negatives, negative_seconds) = stream_record, negatives_record
-    stream = replayed(core, record, seconds, keywords, detection)
-    alarms = len(replayed(core, negatives, negative_seconds, [], detection).false_alarms)
+    stream = replayed(core, record, keywords, seconds, detection)
+    alarms = len(replayed(core, negatives, [], negative_seconds, detection).false_alarms)
     return {"detection": asdict(detection), **stream.summary(), **scoring.mlperf_verdict(stream),
             "missed": [keywords.index(k) for k in stream.misses],  # which occurrences, in the stream's order
             "negatives_false_accepts": alarms, "negatives_fa_per_hour": alarms * 3600 / negative_seconds}
@@ -102,7 +95,7 @@ def measure(run: Path, wav: Path, reference: Path, negative_files: list[Path], s
     """The run at its calibrated point and the fixed one, its threshold sweep, and the occurrences it misses at
     the sweep's best point within MLPerf Tiny's false-accept limit (the DET table's last column)."""
     from host_tools.core import load_core
-    from host_tools.operating_point import THRESHOLDS, record_stream, sweep
+    from host_tools.operating_point import THRESHOLDS, record_stream, replayed
     from training.artifact import load_artifact
 
     artifact = load_artifact(run)
@@ -112,15 +105,15 @@ def measure(run: Path, wav: Path, reference: Path, negative_files: list[Path], s
     keywords, core = scoring.read_reference(reference), load_core(artifact)
     report = json.loads((run / "report.json").read_text())
     detection = artifact.manifest.detection
-    points = [{k: p[k] for k in ("detection_threshold", "misses", "false_alarms")} for p in
-              sweep(core, record, keywords, figures["audio_s"], [replace(detection, detection_threshold=t) for t in THRESHOLDS])]
+    sweep = {t: replayed(core, record, keywords, figures["audio_s"], replace(detection, detection_threshold=t))
+             for t in THRESHOLDS}
+    points = [{"detection_threshold": t, "misses": len(r.misses), "false_alarms": len(r.false_alarms)} for t, r in sweep.items()]
     quiet = [p for p in points if p["false_alarms"] <= DET_FALSE_ACCEPTS[-1]]  # else the quietest point
     limit = min(quiet, key=lambda p: (p["misses"], p["false_alarms"])) if quiet else min(points, key=lambda p: p["false_alarms"])
-    at_limit = replayed(core, record, figures["audio_s"], keywords, replace(detection, detection_threshold=limit["detection_threshold"]))
     return {"run": str(run), "validation_frr": report["calibration"]["point"]["frr"],
             "calibrated": scored(artifact, *records, keywords, detection),
             "uncalibrated": scored(artifact, *records, keywords, DetectionConfig()), "sweep": points,
-            "det_limit": {**limit, "missed": [keywords.index(k) for k in at_limit.misses]},
+            "det_limit": {**limit, "missed": [keywords.index(k) for k in sweep[limit["detection_threshold"]].misses]},
             "negatives_minutes": negative_figures["audio_s"] / 60}
 
 

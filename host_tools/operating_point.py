@@ -45,15 +45,21 @@ def settings_grid(base: DetectionConfig, inference_period_ms: int, thresholds=TH
     return grid
 
 
-def sweep(core, record: list, keywords: list[scoring.Keyword], seconds: float,
-          settings: list[DetectionConfig]) -> list[dict]:
-    """One DET point per setting: the recorded inferences replayed through the C recognizer and scored."""
+def replayed(core, record: list, keywords: list[scoring.Keyword], seconds: float, detection: DetectionConfig
+             ) -> scoring.Score:
+    """The recorded inferences replayed through the C recognizer at `detection`, scored."""
     from host_tools.core import replay
 
     labels = core.manifest.labels
+    return scoring.score([(t, labels[k]) for t, k in replay(core, record, detection)], keywords, seconds)
+
+
+def sweep(core, record: list, keywords: list[scoring.Keyword], seconds: float,
+          settings: list[DetectionConfig]) -> list[dict]:
+    """One DET point per setting: the recorded inferences replayed through the C recognizer and scored."""
     points = []
     for detection in settings:
-        result = scoring.score([(t, labels[k]) for t, k in replay(core, record, detection)], keywords, seconds)
+        result = replayed(core, record, keywords, seconds, detection)
         frr, fa_per_hour = scoring.det_point(result, seconds)
         points.append({**asdict(detection), **result.summary(), "frr": frr, "fa_per_hour": fa_per_hour})
     return points

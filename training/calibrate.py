@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from host_tools import scoring
-from host_tools.operating_point import CalibrationError, choose, describe, record_stream, settings_grid, sweep
+from host_tools.operating_point import CalibrationError, choose, describe, record_stream, replayed, settings_grid, sweep
 from training.artifact import Artifact
 
 VALIDATION_MINUTES = 30.0  # long enough to tell a few false accepts an hour from none
@@ -61,9 +61,9 @@ def validation_audio(data_dir: Path, keywords: list[str], negatives: list[Path],
 def validation_points(artifact: Artifact, audio: ValidationAudio) -> tuple[list[dict], float]:
     """Every recognizer setting's hits and misses on the validation stream, and its false accepts there and over
     the validation negatives; (points, seconds of audio in all)."""
-    from host_tools.core import load_core, replay
+    from host_tools.core import load_core
 
-    core, labels = load_core(artifact), artifact.manifest.labels
+    core = load_core(artifact)
     app, features = artifact.manifest.app, artifact.manifest.features
     period_ms = app.inference_every_hops * features.hop_samples * 1000 // features.sample_rate
     settings = settings_grid(artifact.manifest.detection, period_ms)
@@ -72,8 +72,7 @@ def validation_points(artifact: Artifact, audio: ValidationAudio) -> tuple[list[
     negatives, negative_figures, _ = record_stream(artifact, audio.negatives, None, NEGATIVE_GAP_S, skip_bad_audio=True)
     seconds = figures["audio_s"] + negative_figures["audio_s"]
     for point, detection in zip(points, settings):
-        alarms = scoring.score([(t, labels[k]) for t, k in replay(core, negatives, detection)], [],
-                               negative_figures["audio_s"]).false_alarms
+        alarms = replayed(core, negatives, [], negative_figures["audio_s"], detection).false_alarms
         point.update(stream_false_alarms=point["false_alarms"], negatives_false_alarms=len(alarms),
                      false_alarms=point["false_alarms"] + len(alarms))
         point["fa_per_hour"] = point["false_alarms"] * 3600 / seconds
