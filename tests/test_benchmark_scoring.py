@@ -110,6 +110,8 @@ def test_the_ablation_names_the_recordings_each_variant_missed():
     assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in calibrated
     assert "- recordings: none" in calibrated
     assert "- synthetic: `yes/c_nohash_1.wav` 1/2" in limit and "- recordings: `yes/b_nohash_0.wav` 1/1" in limit
+    assert "stream of the testing split's recordings" in calibrated
+    assert "in the validation stream" in markdown([], [], "yes", 44.6, missed, "validation")
 
 
 @pytest.mark.parametrize("argv", [["--near-misses", "5"], ["--synthetic-positives", "10", "--near-misses", "-1"]])
