@@ -163,8 +163,9 @@ def markdown(table: list[dict], det: list[dict], keyword: str, minutes: float, m
     def mean(values) -> str:
         return f"{np.mean(values):.1f} ({', '.join(f'{v:.1f}' if isinstance(v, float) else str(v) for v in values)})"
 
-    lines = [f"Wake word {keyword!r}; stream of the {split} split's recordings 20 min, 50 keywords (MLPerf Tiny: passes with at most 8 misses and "
-             f"8 false accepts); negatives-only stream {minutes:.1f} min. Mean over seeds (each seed).", "",
+    lines = [f"Wake word {keyword!r}; stream of the {split} split's recordings 20 min, 50 keywords (MLPerf Tiny: "
+             f"passes with at most 8 misses and 8 false accepts); negatives-only stream {minutes:.1f} min. Mean over "
+             "seeds (each seed).", "",
              "| training | recognizer | misses of 50 | false accepts (stream) | MLPerf passes | negatives-only FA/h |",
              "|---|---|---|---|---|---|"]
     for row in table:
