@@ -24,8 +24,10 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -91,6 +93,35 @@ class Settings:
     out: Path
 
 
+STOP_WAIT_S = 60.0  # for an interrupted training to stop and clean up
+
+
+def run_bound(command: list[str], log) -> int:
+    """Run `command` (output to `log`) and return its status; it ends with us: when we stop by Ctrl-C, an error
+    or a SIGTERM (as `kill` and CI cancellations send), it is interrupted as by Ctrl-C (a training then removes
+    its scratch folder), and killed if it has not stopped within STOP_WAIT_S; never left training on alone."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number)) if in_main_thread else None
+    try:
+        # In its own session a terminal's Ctrl-C reaches it once, from us; it takes SIGINT as Ctrl-C even where
+        # we were started with it ignored (`cmd &` in a script).
+        with subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as child:
+            try:
+                return child.wait()
+            except BaseException:
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def train(settings: Settings, preset: str, arch: str, epochs: int | None, extra: list[str] = (), name: str = "") -> Path:
     """The run folder of `python -m training.train` with these settings (`epochs` None: the recipe's own),
     reused when it completed before (training.train moves a run folder into place only when complete)."""
@@ -117,10 +148,10 @@ def train(settings: Settings, preset: str, arch: str, epochs: int | None, extra:
     print(f"  {run.name}: training ({epochs or 'the recipe'} epochs), log {log_path}", flush=True)
     run.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        result = subprocess.run(list(map(str, command)), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+        status = run_bound(list(map(str, command)), log)
+    if status != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-5:])
-        raise BenchmarkError(f"training {run.name} failed (status {result.returncode}); {log_path} ends:\n{tail}")
+        raise BenchmarkError(f"training {run.name} failed (status {status}); {log_path} ends:\n{tail}")
     return run
 
 

@@ -230,3 +230,25 @@ def test_an_unreadable_split_list_is_named(tmp_path, mini_set):
     (data / "testing_list.txt").mkdir()  # not a file: unreadable
     clean_error(run_module("training.train", "--data-dir", data, "--keywords", "yes", "--no-export",
                            "--out", tmp_path / "run", timeout=120), f"split list {data / 'testing_list.txt'} is not a file")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_benchmark_leaves_no_training_running(tmp_path, stop):
+    # The parent stands for `make benchmark`/`make ablation` waiting on a training; the child for the training.
+    pid_file, cleaned = tmp_path / "child.pid", tmp_path / "cleaned"
+    child = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntry:\n    time.sleep(120)\n"
+             f"except KeyboardInterrupt:\n    open({str(cleaned)!r}, 'w').close()  # as training removes its scratch")
+    parent = ("import sys; from host_tools.benchmark import run_bound; "
+              f"sys.exit(run_bound([sys.executable, '-c', {child!r}], open({str(tmp_path / 'log')!r}, 'w')))")
+    process = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO_ROOT, preexec_fn=interruptible,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    process.send_signal(stop)
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    with pytest.raises(ProcessLookupError):  # stopped and reaped by the parent before it ended
+        os.kill(child_pid, 0)
+    assert cleaned.is_file()  # stopped as by Ctrl-C, so it could clean up
