@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO_ROOT, interruptible, run_module
 from firmware_build import ARTIFACT
 from test_download import server  # noqa: F401  (the local HTTP server fixture)
-from training import download
+from training import download, run_folder
 from training.artifact import ArtifactError, load_artifact
 from training.flatbuffer import ModelError, inspect_model
 
@@ -252,3 +252,23 @@ def test_a_stopped_benchmark_leaves_no_training_running(tmp_path, stop):
     with pytest.raises(ProcessLookupError):  # stopped and reaped by the parent before it ended
         os.kill(child_pid, 0)
     assert cleaned.is_file()  # stopped as by Ctrl-C, so it could clean up
+
+
+def test_a_killed_writers_scratch_folder_is_removed_by_the_next(tmp_path):
+    # SIGKILL leaves a run's (or a synthetic set's) scratch folder; a writer that still runs keeps its own.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        abandoned = [tmp_path / f".run.partial-{gone.pid}", tmp_path / f".run.replaced-{gone.pid}"]
+        busy = tmp_path / f".run.partial-{running.pid}"
+        for folder in [*abandoned, busy]:
+            folder.mkdir()
+            (folder / "model_int8.tflite").write_bytes(b"half")
+        with run_folder.writing(tmp_path / "run", overwrite=False) as scratch:
+            (scratch / "report.json").write_text("{}")
+        assert (tmp_path / "run" / "report.json").is_file()
+        assert not any(folder.exists() for folder in abandoned) and (busy / "model_int8.tflite").is_file()
+    finally:
+        running.kill()
+        running.wait()

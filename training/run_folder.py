@@ -1,10 +1,12 @@
 """The one way a run folder is written: everything goes into a scratch folder beside it, which becomes
 the run folder only when the run is complete. An interrupted run leaves the previous run untouched
 (and its scratch folder removed); a complete rerun replaces the whole folder, so no stale file of an
-older run survives; an existing run is never replaced without --overwrite."""
+older run survives; an existing run is never replaced without --overwrite. A scratch folder left by a writer
+that could not clean up (SIGKILL, a power cut) is removed by the next writer of the same folder."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -37,11 +39,32 @@ def require_writable(folder: Path, option: str) -> None:
         raise RunFolderError(f"{option}: {folder} is not writable")
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_abandoned(run_dir: Path) -> None:
+    """Scratch folders beside `run_dir` whose writing process is gone: removed, so that they do not pile up;
+    one whose writer still runs (a second training of the same folder) is left to it."""
+    name = glob.escape(run_dir.name)
+    for scratch in [*run_dir.parent.glob(f".{name}.partial-*"), *run_dir.parent.glob(f".{name}.replaced-*")]:
+        pid = scratch.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def writing(run_dir: Path, overwrite: bool):
     """Yields a scratch folder; on success it replaces `run_dir`, on any failure it is removed."""
     run_dir = Path(run_dir)
     check_free(run_dir, overwrite)
+    remove_abandoned(run_dir)
     scratch = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
