@@ -12,6 +12,7 @@ figures go to OUT/report.json (memory timeline in OUT/memory.csv) and a Markdown
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from host_tools.proc_memory import TreeSampler
 from training.config import TrainConfig
 from training.data import AUDIO_SUFFIXES, DataError, list_words, read_list
+from training.run_folder import remove_abandoned
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MARKER = "STANDIN.json"
@@ -58,16 +60,6 @@ def source_fingerprint(source: Path) -> dict:
     if not noise.is_dir():
         raise DataError(f"{noise} is missing: training cuts silence and noise from it")
     return {"words": {w: [p.name for p in files] for w, files in words.items()}, "lists": lists}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_standin(tmp: Path, source: Path, fingerprint: dict, copies: int) -> dict:
@@ -102,9 +94,7 @@ def build_standin(source: Path, dest: Path, copies: int = 30, out=None) -> dict:
     if dest.exists():
         out.write(f"stand-in {dest} is incomplete or from other data: rebuilding it\n")
         shutil.rmtree(dest)
-    for leftover in dest.parent.glob(f"{dest.name}.tmp-*"):  # a build that was killed
-        if not _pid_alive(int(leftover.name.rsplit("-", 1)[1])):
-            shutil.rmtree(leftover, ignore_errors=True)
+    remove_abandoned(dest.parent, [f"{glob.escape(dest.name)}.tmp-*"])  # left by a build that was killed
     tmp = dest.parent / f"{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -49,11 +49,10 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_abandoned(run_dir: Path) -> None:
-    """Scratch folders beside `run_dir` whose writing process is gone: removed, so that they do not pile up;
-    one whose writer still runs (a second training of the same folder) is left to it."""
-    name = glob.escape(run_dir.name)
-    for scratch in [*run_dir.parent.glob(f".{name}.partial-*"), *run_dir.parent.glob(f".{name}.replaced-*")]:
+def remove_abandoned(folder: Path, patterns: list[str]) -> None:
+    """Scratch folders in `folder` matching `patterns` (globs whose names end in -PID) whose writing process is
+    gone: removed, so that they do not pile up; one whose writer still runs is left to it."""
+    for scratch in [path for pattern in patterns for path in Path(folder).glob(pattern)]:
         pid = scratch.name.rsplit("-", 1)[1]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(scratch, ignore_errors=True)
@@ -64,7 +63,8 @@ def writing(run_dir: Path, overwrite: bool):
     """Yields a scratch folder; on success it replaces `run_dir`, on any failure it is removed."""
     run_dir = Path(run_dir)
     check_free(run_dir, overwrite)
-    remove_abandoned(run_dir)
+    name = glob.escape(run_dir.name)
+    remove_abandoned(run_dir.parent, [f".{name}.partial-*", f".{name}.replaced-*"])  # left by a killed writer
     scratch = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
