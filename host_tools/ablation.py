@@ -237,6 +237,9 @@ def main(argv=None) -> int:
     except (benchmark.BenchmarkError, DataError, ArtifactError) as error:
         print(f"ablation: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ablation: interrupted; the runs that completed stay cached", file=sys.stderr)
+        return 130
     table, det = rows(results), det_rows(results)
     sources = [f"{Path(e.source).parent.name}/{Path(e.source).name}"
                for e in sorted(stream.events, key=lambda e: e.start_s) if e.kind == "keyword"]

@@ -109,13 +109,15 @@ def run_bound(command: list[str], log) -> int:
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as child:
             try:
                 return child.wait()
-            except BaseException:
+            except BaseException as stop:
                 child.send_signal(signal.SIGINT)
                 try:
                     child.wait(timeout=STOP_WAIT_S)
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+                why = "interrupted" if isinstance(stop, (KeyboardInterrupt, SystemExit)) else f"error ({stop!r})"
+                print(f"{why}: stopped the training it ran (its log: {getattr(log, 'name', log)})", file=sys.stderr)
                 raise
     finally:
         if in_main_thread:
@@ -363,6 +365,9 @@ def main(argv=None) -> int:
     except (BenchmarkError, DataError, ArtifactError) as error:
         print(f"benchmark: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("benchmark: interrupted; the runs that completed stay cached", file=sys.stderr)
+        return 130
     stream = report["stream"]
     det_plot(stream["sweep"], stream["audio_s"], args.out / "det.png",
              f"{args.keyword!r}, dscnn: {stream['audio_s'] / 60:.0f} min, {stream['keywords']} keywords")

@@ -247,8 +247,9 @@ def test_a_stopped_benchmark_leaves_no_training_running(tmp_path, stop):
         time.sleep(0.1)
     child_pid = int(pid_file.read_text())
     process.send_signal(stop)
-    process.communicate(timeout=30)
+    _, errors = process.communicate(timeout=30)
     assert process.returncode != 0
+    assert f"interrupted: stopped the training it ran (its log: {tmp_path / 'log'})" in errors  # said, not silent
     with pytest.raises(ProcessLookupError):  # stopped and reaped by the parent before it ended
         os.kill(child_pid, 0)
     assert cleaned.is_file()  # stopped as by Ctrl-C, so it could clean up
