@@ -181,7 +181,8 @@ def markdown(table: list[dict], det: list[dict], keyword: str, minutes: float, m
     lines += [f"| {row['variant']} | {row['seed']} | " + " | ".join("—" if m is None else str(m) for m in row["misses"])
               + " |" for row in det]
     for point, where in (("calibrated", "at the calibrated point"),
-                         ("det_limit", f"at the last column's threshold (≤ {DET_FALSE_ACCEPTS[-1]} FA)")):
+                         ("det_limit", f"at the last column's threshold (≤ {DET_FALSE_ACCEPTS[-1]} FA; where no "
+                                       "threshold gets that few, at the one with the fewest)")):
         lines += ["", f"Recordings missed {where} (times missed / times in the stream, over the seeds; a clip's "
                   "speaker is its name before `_nohash_`):", ""]
         lines += [f"- {variant}: " + (", ".join(f"`{name}` {n}/{heard}" for name, n, heard in clips) or "none")

@@ -106,7 +106,7 @@ def test_the_ablation_names_the_recordings_each_variant_missed():
     assert missed["calibrated"] == {"synthetic": [("yes/a_nohash_0.wav", 2, 4), ("yes/c_nohash_1.wav", 2, 2)],
                                     "recordings": []}
     assert missed["det_limit"] == {"synthetic": [("yes/c_nohash_1.wav", 1, 2)], "recordings": [("yes/b_nohash_0.wav", 1, 1)]}
-    calibrated, limit = markdown([], [], "yes", 44.6, missed).split("at the last column's threshold (≤ 8 FA)")
+    calibrated, limit = markdown([], [], "yes", 44.6, missed).split("at the last column's threshold (≤ 8 FA")
     assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in calibrated
     assert "- recordings: none" in calibrated
     assert "- synthetic: `yes/c_nohash_1.wav` 1/2" in limit and "- recordings: `yes/b_nohash_0.wav` 1/1" in limit
