@@ -190,6 +190,26 @@ def markdown(table: list[dict], det: list[dict], keyword: str, minutes: float, m
     return "\n".join(lines) + "\n"
 
 
+def split_suffix(split: str) -> str:
+    """What the files of a stream of `split` add to their names: the test split's have the plain names."""
+    return "" if split == "testing" else f"-{split}"
+
+
+def write_report(results: dict, stream, out: Path, keyword: str, split: str) -> str:
+    """OUT/ablation[-SPLIT].json and .md from the measured runs; returns the markdown."""
+    table, det = rows(results), det_rows(results)
+    sources = [f"{Path(e.source).parent.name}/{Path(e.source).name}"
+               for e in sorted(stream.events, key=lambda e: e.start_s) if e.kind == "keyword"]
+    missed = {point: missed_recordings(results, sources, point) for point in ("calibrated", "det_limit")}
+    minutes = next(iter(next(iter(results.values())).values()))["negatives_minutes"]
+    (out / f"ablation{split_suffix(split)}.json").write_text(json.dumps(
+        {"stream_split": split, "results": results, "table": table, "det": det, "sources": sources, "missed": missed},
+        indent=2))
+    report = markdown(table, det, keyword, minutes, missed, split)
+    (out / f"ablation{split_suffix(split)}.md").write_text(report)
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
@@ -223,7 +243,7 @@ def main(argv=None) -> int:
                                         options.stream_keywords, tuple(options.snr_db), options.noise_dbfs,
                                         options.seed, options.skip_bad_audio, split=args.stream_split)
         options.out.mkdir(parents=True, exist_ok=True)
-        suffix = "" if args.stream_split == "testing" else f"-{args.stream_split}"
+        suffix = split_suffix(args.stream_split)
         wav, reference = options.out / f"stream{suffix}.wav", options.out / f"stream{suffix}.csv"
         stream.write(wav, reference)
         results: dict = {}
@@ -241,17 +261,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("ablation: interrupted; the runs that completed stay cached", file=sys.stderr)
         return 130
-    table, det = rows(results), det_rows(results)
-    sources = [f"{Path(e.source).parent.name}/{Path(e.source).name}"
-               for e in sorted(stream.events, key=lambda e: e.start_s) if e.kind == "keyword"]
-    missed = {point: missed_recordings(results, sources, point) for point in ("calibrated", "det_limit")}
-    minutes = next(iter(next(iter(results.values())).values()))["negatives_minutes"]
-    (options.out / f"ablation{suffix}.json").write_text(json.dumps(
-        {"stream_split": args.stream_split, "results": results, "table": table, "det": det, "sources": sources,
-         "missed": missed}, indent=2))
-    report = markdown(table, det, options.keyword, minutes, missed, args.stream_split)
-    (options.out / f"ablation{suffix}.md").write_text(report)
-    print(report)
+    print(write_report(results, stream, options.out, options.keyword, args.stream_split))
     return 0
 
 
