@@ -236,7 +236,8 @@ def test_an_unreadable_split_list_is_named(tmp_path, mini_set):
 def test_a_stopped_benchmark_leaves_no_training_running(tmp_path, stop):
     # The parent stands for `make benchmark`/`make ablation` waiting on a training; the child for the training.
     pid_file, cleaned = tmp_path / "child.pid", tmp_path / "cleaned"
-    child = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntry:\n    time.sleep(120)\n"
+    # The PID is written inside the try, so that a stop that comes as soon as it is seen is caught.
+    child = (f"import os, time\ntry:\n    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)\n"
              f"except KeyboardInterrupt:\n    open({str(cleaned)!r}, 'w').close()  # as training removes its scratch")
     parent = ("import sys; from host_tools.benchmark import run_bound; "
               f"sys.exit(run_bound([sys.executable, '-c', {child!r}], open({str(tmp_path / 'log')!r}, 'w')))")
