@@ -274,3 +274,24 @@ def test_a_killed_writers_scratch_folder_is_removed_by_the_next(tmp_path):
     finally:
         running.kill()
         running.wait()
+
+
+def test_ctrl_c_on_an_ablation_ends_it_with_a_line_not_a_traceback(mini_set, tmp_path):
+    out = tmp_path / "ablation"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "host_tools.ablation", "--data-dir", mini_set, "--seeds", "1", "--variants",
+         "+ hard negatives", "--limit-per-label", "3", "--stream-minutes", "1", "--stream-keywords", "2",
+         "--validation-minutes", "1", "--cache-dir", tmp_path / "cache", "--out", out],
+        cwd=REPO_ROOT, preexec_fn=interruptible, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def training_log() -> str:
+        return "".join(log.read_text() for log in (out / "runs").glob("*.log")) if (out / "runs").is_dir() else ""
+    deadline = time.monotonic() + 300
+    while "loading" not in training_log() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the training is under way
+    process.send_signal(signal.SIGINT)  # as Ctrl-C: the terminal's foreground job is the ablation
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors[-2000:]
+    assert "Traceback" not in errors, errors
+    assert "interrupted: stopped the training it ran (its log: " in errors
+    assert errors.rstrip().endswith("ablation: interrupted; the runs that completed stay cached"), errors[-2000:]
+    assert "was left as it was" in training_log() and not list((out / "runs").glob(".*partial*"))  # it cleaned up
