@@ -286,8 +286,8 @@ def test_ctrl_c_on_an_ablation_ends_it_with_a_line_not_a_traceback(mini_set, tmp
     def training_log() -> str:
         return "".join(log.read_text() for log in (out / "runs").glob("*.log")) if (out / "runs").is_dir() else ""
     deadline = time.monotonic() + 300
-    while "loading" not in training_log() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)  # until the training is under way
+    while "training dscnn" not in training_log() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the training is under way, in its scratch folder
     process.send_signal(signal.SIGINT)  # as Ctrl-C: the terminal's foreground job is the ablation
     _, errors = process.communicate(timeout=120)
     assert process.returncode == 130, errors[-2000:]
