@@ -110,8 +110,10 @@ def test_the_ablation_names_the_recordings_each_variant_missed():
     assert "- synthetic: `yes/a_nohash_0.wav` 2/4, `yes/c_nohash_1.wav` 2/2" in calibrated
     assert "- recordings: none" in calibrated
     assert "- synthetic: `yes/c_nohash_1.wav` 1/2" in limit and "- recordings: `yes/b_nohash_0.wav` 1/1" in limit
-    assert "stream of the testing split's recordings" in calibrated
-    assert "in the validation stream" in markdown([], [], "yes", 44.6, missed, "validation")
+    assert "stream of the testing split's recordings" in calibrated and "always the test split's" not in calibrated
+    validation = markdown([], [], "yes", 44.6, missed, "validation")
+    assert "in the validation stream" in validation
+    assert "negatives-only stream 44.6 min (always the test split's negatives" in validation
 
 
 @pytest.mark.parametrize("argv", [["--near-misses", "5"], ["--synthetic-positives", "10", "--near-misses", "-1"]])
