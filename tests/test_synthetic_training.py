@@ -8,13 +8,15 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, run_module
+from conftest import REPO_ROOT, missing, run_module
 from training.config import SILENCE, UNKNOWN, FeatureConfig
 from training.data import is_synthetic, synthetic_split
 from training.dataset import plan_splits
 from training.synthesize import SynthesisError
-from training.synthetic_sets import for_training, other_words, others_for_training
-from training.tts_engines import find_engines
+from training.synthetic_sets import engines_for_training, for_training, other_words, others_for_training, voices_found
+from training.tts_engines import ENGINES, TRAINING_ENGINES, find_engines
+
+ESPEAK = ("espeak-ng",)  # hundreds of voices, and fast
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def espeak_clips(tmp_path_factory):
     if "espeak-ng" not in {e.name for e in engines}:
         pytest.skip("espeak-ng not installed: apt-get install espeak-ng")
     cache = tmp_path_factory.mktemp("synthetic-cache")
-    return for_training("yes", 60, 30, cache, jobs=2, log=io.StringIO()), cache
+    return for_training("yes", 60, 30, cache, jobs=2, engines=ESPEAK, log=io.StringIO()), cache
 
 
 def test_every_voice_of_an_engine_with_few_voices_trains_and_validates():
@@ -57,7 +59,7 @@ def test_synthesis_for_training_is_made_once_and_reused(espeak_clips):
     folders, cache = espeak_clips
     before = {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")}
     log = io.StringIO()
-    assert for_training("yes", 60, 30, cache, jobs=2, log=log) == folders
+    assert for_training("yes", 60, 30, cache, jobs=2, engines=ESPEAK, log=log) == folders
     assert log.getvalue().count("reusing") == 2
     assert {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*.wav")} == before
 
@@ -66,7 +68,7 @@ def test_clips_drawn_from_other_ranges_are_made_again(espeak_clips, tmp_path, mo
     """A cached folder is reused only while the code draws its clips from the same ranges."""
     def synthesised() -> str:
         log = io.StringIO()
-        for_training("no", 6, 0, tmp_path, jobs=1, log=log)
+        for_training("no", 6, 0, tmp_path, jobs=1, engines=ESPEAK, log=log)
         return log.getvalue()
     assert "writing 6" in synthesised() and "reusing 6" in synthesised()
     monkeypatch.setattr("training.synthesize.SHIFT_RANGE", (-2.5, 2.5))
@@ -76,12 +78,12 @@ def test_clips_drawn_from_other_ranges_are_made_again(espeak_clips, tmp_path, mo
 def test_a_folder_being_synthesised_is_never_seen_half_written(espeak_clips, tmp_path):
     """While a training writes its clips, their folder is the earlier (stale) one or the whole new one: a training
     started meanwhile never reads half of it, and nothing is left beside it."""
-    folder = tmp_path / "synthetic" / "no-positive-24-seed1"
+    folder = tmp_path / "synthetic" / "no-espeak-ng-positive-24-seed1"
     (folder / "no").mkdir(parents=True)
     (folder / "no.synthesis.json").write_text(json.dumps({"engines": {"an engine no longer here": 1}, "count_requested": 24}))
     stray = folder / "no" / "tts-gone_nohash_0.wav"
     stray.write_bytes(b"")
-    make = "import io, sys; from training.synthetic_sets import for_training; for_training('no', 24, 0, sys.argv[1], 1, log=io.StringIO())"
+    make = "import io, sys; from training.synthetic_sets import for_training; for_training('no', 24, 0, sys.argv[1], 1, ('espeak-ng',), log=io.StringIO())"
     process = subprocess.Popen([sys.executable, "-c", make, str(tmp_path)], cwd=REPO_ROOT)
     seen = set()
     while process.poll() is None:
@@ -100,11 +102,25 @@ def test_a_folder_being_synthesised_is_never_seen_half_written(espeak_clips, tmp
     assert folder.stat().st_mode == (tmp_path / "made-by-mkdir").stat().st_mode  # readable as the umask allows
 
 
+def test_training_takes_its_engines_where_installed_and_every_engine_without_them(monkeypatch):
+    """--synthetic-engines: the ones installed; with none of them, every engine, and a note naming the packages."""
+    installed = {engine.name for engine in find_engines()[0]}
+    if not set(TRAINING_ENGINES) <= installed:
+        missing(f"the engines training uses by default, {', '.join(TRAINING_ENGINES)}: pip install -e '.[tts]'; "
+                "apt-get install rhvoice rhvoice-english (Debian's non-free section)")
+    log = io.StringIO()
+    assert engines_for_training(TRAINING_ENGINES, log) == TRAINING_ENGINES and not log.getvalue()
+    assert engines_for_training(("espeak-ng", "rhvoice"), log) == ("espeak-ng", "rhvoice")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no engine run as a program is found
+    assert engines_for_training(("rhvoice",), log) == ENGINES
+    assert "none of the engines rhvoice is installed (the Debian packages rhvoice and rhvoice-english" in log.getvalue()
+
+
 def test_an_unwritable_cache_is_named(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(SynthesisError, match=f"{blocker / 'synthetic'}: cannot write synthetic clips there"):
-        for_training("yes", 4, 0, blocker, jobs=1, log=io.StringIO())
+        for_training("yes", 4, 0, blocker, jobs=1, engines=ESPEAK, log=io.StringIO())
     assert blocker.read_text() == ""
 
 
@@ -115,7 +131,7 @@ def test_other_words_train_as_unknown_and_never_as_a_keyword(espeak_clips, mini_
     assert "sheila" not in other_words(["sheila"]) and "three" in other_words(["tree"])
     assert "marvin" not in other_words(["hey marvin"]) and len(other_words(["hey nano"])) == 25
     labels = [SILENCE, UNKNOWN, "yes", "marvin"]
-    folder = others_for_training(["yes", "marvin"], 40, cache, jobs=2, log=io.StringIO())
+    folder = others_for_training(["yes", "marvin"], 40, cache, jobs=2, engines=ESPEAK, log=io.StringIO())
     assert sorted(d.name for d in folder.iterdir() if d.is_dir()) == sorted(other_words(["yes", "marvin"]))
     plans, _ = plan_splits(mini_set, labels, FeatureConfig(), synthetic=[folder], negatives=[])
     made = {split: [(p, k) for p, k in plan.items if is_synthetic(p)] for split, plan in plans.items()}
@@ -153,6 +169,10 @@ def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, kws1
     assert report["manifest"]["labels"][-1] == "hey nano" and report["dataset"]["synthetic_clips"]["testing"] == 0
     assert report["dataset"]["splits"]["testing"]["hey nano"] == 0 and report["dataset"]["synthetic_clips"]["training"]
     assert '"hey nano"' in (firmware / "src" / "generated" / "kws_settings.h").read_text()
+    engines = engines_for_training(TRAINING_ENGINES, io.StringIO())  # the default: piper and rhvoice, as in CI
+    assert report["dataset"]["synthetic_engines"] == list(TRAINING_ENGINES)
+    positives = cache / "synthetic" / f"hey-nano-{'+'.join(engines)}-positive-80-seed1"
+    assert json.loads((positives / "hey nano.synthesis.json").read_text())["engines"] == voices_found(engines)
 
     lines = []
 
@@ -160,7 +180,7 @@ def test_a_phrase_without_recordings_trains_exports_and_boots(espeak_clips, kws1
         def line(self, text: bytes) -> None:
             lines.append(text.decode())
 
-    clip = next((cache / "synthetic").glob("hey-nano-positive-*/hey nano/*.wav"))
+    clip = next((positives / "hey nano").glob("*.wav"))
     simulate(load_artifact(run), [clip], Collect(None, False, None), StreamOptions(), [])
     boot = next(record for record in map(parse_line, lines) if isinstance(record, Boot))
     assert "hey nano" in boot.labels and any("BOOT" in line and "hey+nano" in line for line in lines)

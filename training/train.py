@@ -30,6 +30,7 @@ from training.config import (ARCHITECTURES, PRESETS, UNKNOWN, AppConfig, Detecti
                              is_keyword, labels_for, with_overrides)
 from training.data import DataError
 from training.download import DEFAULT_CACHE_DIR, REPO_ROOT, resolve_data_dir
+from training.tts_engines import ENGINES, TRAINING_ENGINES
 
 MIN_KEYWORD_CLIPS = 100  # fewer training clips of a keyword than this rarely make a usable model
 
@@ -55,15 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--silence-share", type=float, default=defaults.silence_share, help="silence clips per keyword clip")
     p.add_argument("--unknown-share", type=float, default=defaults.unknown_share, help="unknown clips per keyword clip")
-    p.add_argument("--synthetic-positives", type=int, default=0, metavar="N", help="add N text-to-speech clips of each "
-                   "keyword (training.synthesize, every offline engine found; made once into --cache-dir) to the "
-                   "training and validation splits (one clip in five validates); never to testing")
-    p.add_argument("--near-misses", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips of "
-                   "phrases that sound close to each keyword, trained as unknown (default none; measured in the README: "
-                   "they cost misses of real recordings at 1-8 false accepts)")
-    p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips "
-                   "of Speech Commands' other words, trained as unknown, so that a synthetic voice is no cue for the "
-                   "keyword (default none; measured in the README: fewer misses from a frozen base, none fewer without)")
+    p.add_argument("--synthetic-positives", type=int, default=0, metavar="N", help="add N text-to-speech clips of each keyword "
+                   "(training.synthesize, made once into --cache-dir) to training and validation (one in five), never testing")
+    p.add_argument("--synthetic-engines", nargs="+", default=list(TRAINING_ENGINES), choices=ENGINES, metavar="ENGINE", help=
+                   f"where those come from, if installed ({', '.join(ENGINES)}; default {' '.join(TRAINING_ENGINES)}, measured in the README)")
+    p.add_argument("--near-misses", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips of phrases "
+                   "that sound close to each keyword, as unknown (default none: they cost misses of recordings, README)")
+    p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips of "
+                   "Speech Commands' other words as unknown, so that a synthetic voice is no cue for the keyword (default none)")
     p.add_argument("--recording-share", type=float, default=defaults.recording_share, help="with --synthetic-positives: "
                    "the least share of a keyword's training rows its recordings fill, repeated (default %(default)s)")
     p.add_argument("--no-real-positives", action="store_true", help="train and validate on synthetic keyword clips "
@@ -153,14 +153,14 @@ def synthetic_folders(args, labels) -> list[Path]:
     if not args.synthetic_positives:
         return []
     from training.synthesize import SynthesisError
-    from training.synthetic_sets import for_training, others_for_training
+    from training.synthetic_sets import engines_for_training, for_training, others_for_training
 
-    keywords = list(filter(is_keyword, labels))
+    keywords, engines = list(filter(is_keyword, labels)), engines_for_training(tuple(args.synthetic_engines), sys.stdout)
+    make = dict(cache_dir=args.cache_dir, jobs=args.workers, engines=engines, log=sys.stdout)
     try:
         return [*(folder for keyword in keywords for folder in
-                  for_training(keyword, args.synthetic_positives, args.near_misses, args.cache_dir, args.workers, log=sys.stdout)),
-                *([others_for_training(keywords, args.synthetic_others, args.cache_dir, args.workers, log=sys.stdout)]
-                  if args.synthetic_others else [])]
+                  for_training(keyword, args.synthetic_positives, args.near_misses, **make)),
+                *([others_for_training(keywords, args.synthetic_others, **make)] if args.synthetic_others else [])]
     except SynthesisError as error:
         raise DataError(f"--synthetic-positives: {error}") from None
 
@@ -351,7 +351,7 @@ def train_in(scratch: Path, args, labels, train_cfg: TrainConfig, settings: dict
                     "unknown_share": train_cfg.unknown_share,
                     "limit_per_label": args.limit_per_label, "synthetic_positives": args.synthetic_positives,
                     "near_misses": args.near_misses, "synthetic_others": args.synthetic_others,
-                    "real_positives": not args.no_real_positives,
+                    "real_positives": not args.no_real_positives, "synthetic_engines": args.synthetic_engines,
                     "synthetic_clips": {split: int(clips.synthetic.sum()) for split, clips in dataset.splits.items()},
                     "splits": {split: clips.counts(labels) for split, clips in dataset.splits.items()},
                     "skipped_files": sorted({m for clips in dataset.splits.values() for m in clips.skipped})},
