@@ -16,7 +16,7 @@ from typing import Callable
 from training import run_folder
 from training.config import OTHER_WORDS
 from training.synthesize import NEAR_MISSES, SynthesisError, near_misses_of, normalize_phrase, sampling_ranges, synthesize
-from training.tts_engines import ENGINES, WHERE_TO_GET, find_engines
+from training.tts_engines import ENGINES, find_engines
 
 
 def other_words(keywords: list[str]) -> list[str]:
@@ -25,12 +25,13 @@ def other_words(keywords: list[str]) -> list[str]:
 
 
 def engines_for_training(preferred: tuple[str, ...], log=sys.stderr) -> tuple[str, ...]:
-    """The preferred engines that are installed; when none is, every engine, with a note naming what to install."""
-    found = tuple(engine.name for engine in find_engines(preferred)[0])
-    if not found:
-        log.write(f"note: none of the engines {', '.join(preferred)} is installed (the {'; the '.join(map(WHERE_TO_GET.get, preferred))}): "
-                  "synthetic clips come from every engine found, which trains weaker wake words (README, Custom wake words)\n")
-    return found or ENGINES
+    """The preferred engines if all are installed (a part of them was never measured: piper alone is one voice);
+    else every engine, with a note naming what to install."""
+    missing = find_engines(preferred)[1]
+    if missing:
+        log.write(f"note: {'; '.join(missing.values())}. Synthetic clips come from every engine found instead, "
+                  "which trained weaker wake words (README, Custom wake words)\n")
+    return ENGINES if missing else preferred
 
 
 def voices_found(engines: tuple[str, ...]) -> dict[str, int]:

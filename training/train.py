@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synthetic-positives", type=int, default=0, metavar="N", help="add N text-to-speech clips of each keyword "
                    "(training.synthesize, made once into --cache-dir) to training and validation (one in five), never testing")
     p.add_argument("--synthetic-engines", nargs="+", default=list(TRAINING_ENGINES), choices=ENGINES, metavar="ENGINE", help=
-                   f"where those come from, if installed ({', '.join(ENGINES)}; default {' '.join(TRAINING_ENGINES)}, measured in the README)")
+                   f"where those come from, if all installed ({', '.join(ENGINES)}; default {' '.join(TRAINING_ENGINES)}, measured in the README)")
     p.add_argument("--near-misses", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips of phrases "
                    "that sound close to each keyword, as unknown (default none: they cost misses of recordings, README)")
     p.add_argument("--synthetic-others", type=int, default=0, metavar="N", help="with --synthetic-positives: N clips of "
