@@ -3,13 +3,12 @@
     python -m training.train --data-dir DIR --preset kws12 --arch dscnn --out build/kws12-dscnn
     python -m training.train --data-dir DIR --keywords yes --negatives DIR ...       # a wake word
 
-Without --data-dir (or $KWS_DATA_DIR) Speech Commands is downloaded into data/. Audio is decoded once into
-an on-disk cache (--cache-dir) and read from it a batch at a time. A wake word trains on windows as the
-device sees them in a stream, with hard negatives mined as it goes, and its operating point is calibrated
-on a validation stream (training/calibrate.py). Writes RUN/model_float.keras, RUN/model_int8.tflite,
-RUN/report.json (with the model's manifest, training/artifact.py), RUN/confusion.png and, unless
---no-export, the manifest, the model and the generated C sources into the firmware project. The run
-folder appears only when the run is complete.
+Without --data-dir (or $KWS_DATA_DIR) Speech Commands is downloaded into data/. Audio is decoded once into an on-disk
+cache (--cache-dir) and read from it a batch at a time. A wake word trains on windows as the device sees them in a
+stream, with hard negatives mined as it goes, and its operating point is calibrated on a validation stream
+(training/calibrate.py). Writes RUN/model_float.keras, RUN/model_int8.tflite, RUN/report.json (with the model's
+manifest, training/artifact.py), RUN/confusion.png and, unless --no-export, the manifest, the model and the generated
+C sources into the firmware project. The run folder appears only when the run is complete.
 """
 from __future__ import annotations
 
@@ -110,12 +109,10 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
         p.error("--freeze-loaded needs --init-from RUN")
     if (args.no_real_positives or args.near_misses or args.synthetic_others) and not args.synthetic_positives:
         p.error("--no-real-positives, --near-misses and --synthetic-others need --synthetic-positives N")
-    for name in ("learning_rate", "target_fa_per_hour", "validation_minutes"):
-        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
-            p.error(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
-    for name in ("silence_share", "unknown_share", "recording_share"):  # above 1 is fine: a wake word wants more negatives
-        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
-            p.error(f"--{name.replace('_', '-')} must be a number >= 0, not {getattr(args, name)}")
+    for name in ("learning_rate", "target_fa_per_hour", "validation_minutes", "silence_share", "unknown_share", "recording_share"):
+        value, share = getattr(args, name), name.endswith("_share")  # a share may be 0, or above 1: more negatives
+        if not (math.isfinite(value) and (value >= 0 if share else value > 0)):
+            p.error(f"--{name.replace('_', '-')} must be a {'number >= 0' if share else 'positive number'}, not {value}")
     return args
 
 
@@ -148,8 +145,7 @@ def load(args, labels, cfg: FeatureConfig, train_cfg: TrainConfig):
 
 
 def synthetic_folders(args, labels) -> list[Path]:
-    """--synthetic-positives: each keyword's synthetic clips and its near misses', and other words, made once
-    into the cache."""
+    """--synthetic-positives: each keyword's synthetic clips, its near misses' and other words', made once (cached)."""
     if not args.synthetic_positives:
         return []
     from training.synthesize import SynthesisError
@@ -211,9 +207,8 @@ def fit(args, labels, dataset, cfg: FeatureConfig, train_cfg: TrainConfig, run_d
     best = int(np.argmax(accuracy))
     return model.get_weights(), {
         "epochs": epochs, "rows_per_epoch": len(rows), "best_epoch": best + 1,
-        "best_val_accuracy": float(history.history["val_accuracy"][best]),
-        "seconds_per_epoch": float(np.mean(seconds)), "train_seconds": float(np.sum(seconds)),
-        "mining": [asdict(r) for r in rounds], "stream_windows": streaming(args)}
+        "best_val_accuracy": float(history.history["val_accuracy"][best]), "seconds_per_epoch": float(np.mean(seconds)),
+        "train_seconds": float(np.sum(seconds)), "mining": [asdict(r) for r in rounds], "stream_windows": streaming(args)}
 
 
 def candidates(args, labels, dataset, cfg: FeatureConfig, train_cfg: TrainConfig, last_weights, run_dir: Path,
@@ -348,10 +343,10 @@ def train_in(scratch: Path, args, labels, train_cfg: TrainConfig, settings: dict
                      "weights": chosen},
         "dataset": {"data_dir": str(data_dir), "negatives": [str(n) for n in args.negatives],
                     "silence_share": train_cfg.silence_share, "silence_dbfs": train_cfg.silence_dbfs,
-                    "unknown_share": train_cfg.unknown_share,
-                    "limit_per_label": args.limit_per_label, "synthetic_positives": args.synthetic_positives,
-                    "near_misses": args.near_misses, "synthetic_others": args.synthetic_others,
-                    "real_positives": not args.no_real_positives, "synthetic_engines": args.synthetic_engines,
+                    "unknown_share": train_cfg.unknown_share, "limit_per_label": args.limit_per_label,
+                    "synthetic_positives": args.synthetic_positives, "near_misses": args.near_misses,
+                    "synthetic_others": args.synthetic_others, "real_positives": not args.no_real_positives,
+                    "synthetic_engines": args.synthetic_engines,
                     "synthetic_clips": {split: int(clips.synthetic.sum()) for split, clips in dataset.splits.items()},
                     "splits": {split: clips.counts(labels) for split, clips in dataset.splits.items()},
                     "skipped_files": sorted({m for clips in dataset.splits.values() for m in clips.skipped})},
@@ -397,4 +392,9 @@ def summarize(report: dict, run_dir: Path, exported: list[Path], total_seconds: 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:  # interrupted, cleaned up: skip multiprocessing's exit handler, which can hang on the batch workers'
+        for stream in (sys.stdout, sys.stderr):  # pool (an idle worker holds its queue's lock; seen in CI)
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)
